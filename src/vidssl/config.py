@@ -1,0 +1,193 @@
+"""Configuration: YAML recipes plus ``key=value`` overrides, validated on load.
+
+The schema is a tree of dataclasses read through OmegaConf, so an unknown key, a value of the
+wrong type or a missing required value is one clear :class:`ConfigError` naming the full key.
+The ``method:`` section is validated by the method itself (its ``Config`` dataclass), so each
+method owns its keys and the shared schema does not grow with every paper.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+__all__ = [
+    "ConfigError", "DataConfig", "AugmentConfig", "ModelConfig", "OptimConfig", "TrainerConfig",
+    "EvalConfig", "PretrainConfig", "load_config", "validate_section", "to_yaml",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the key or the file."""
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "ucf101"          # catalog kind: ucf101 | hmdb51 | kinetics400 | folder | csv
+    root: str = "???"                # videos root
+    split: int = 1
+    split_dir: Optional[str] = None  # folder of official split files (default: inside root)
+    csv: Optional[str] = None        # kinetics400 annotations / csv catalog file
+    frame_size: list[int] = field(default_factory=lambda: [64, 64])  # decoded frames resized to H, W
+    num_workers: int = 2
+    samples_per_epoch: Optional[int] = None  # enlarge (or shrink) an epoch, e.g. pace's 90k on UCF101
+    max_bad_fraction: float = 0.05   # the run fails only above this fraction of unreadable videos
+    signals: list[str] = field(default_factory=list)  # extra per-clip signals (motion vectors, ...)
+    cache_dir: Optional[str] = None  # where extracted signals live
+
+
+@dataclass
+class AugmentConfig:
+    crop_size: int = 56
+    scale: list[float] = field(default_factory=lambda: [0.7, 1.0])
+    ratio: list[float] = field(default_factory=lambda: [1.0, 1.0])
+    hflip_p: float = 0.5
+    jitter: list[float] = field(default_factory=lambda: [0.2, 0.2, 0.2, 0.05])
+    jitter_p: float = 0.8
+    gray_p: float = 0.2
+    blur_p: float = 0.0
+    per_frame_jitter: bool = False
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "r3d"
+    width: int = 64
+    depth: Optional[int] = 18
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"                # sgd | adamw
+    lr: float = 0.1                  # at base_batch; scaled linearly with the global batch
+    base_batch: int = 256
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"         # cosine | step | constant
+    warmup_epochs: float = 0.0
+    step_epochs: list[int] = field(default_factory=list)  # for "step": divide by 1/gamma at these
+    gamma: float = 0.1
+    grad_clip: Optional[float] = None
+
+
+@dataclass
+class TrainerConfig:
+    batch_size: int = 32             # per device
+    max_epochs: int = 100
+    max_steps: Optional[int] = None  # overrides max_epochs when set
+    max_time_seconds: Optional[float] = None  # a wall-clock budget; training stops cleanly at it
+    precision: str = "auto"          # auto (bf16-mixed on CPU and bf16-capable GPUs) | 32 | bf16-mixed | 16-mixed
+    channels_last: bool = True
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"           # ddp for several devices
+    sync_batchnorm: bool = False
+    checkpoint_every_n_steps: int = 500
+    log_every_n_steps: int = 10
+    seed: int = 0
+    progress: bool = True
+    threads: Optional[int] = None    # torch CPU threads (default: torch's choice)
+
+
+@dataclass
+class EvalConfig:
+    clip_len: int = 8
+    stride: int = 2
+    num_clips: int = 10
+    stage: str = "p5"
+    batch_size: int = 32
+    linear: str = "logreg"           # logreg | svm
+    ks: list[int] = field(default_factory=lambda: [1, 5, 10, 20, 50])
+
+
+@dataclass
+class PretrainConfig:
+    run_dir: str = "runs/default"
+    method: dict[str, Any] = field(default_factory=lambda: {"name": "moco"})
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def load_config(paths: Sequence[str | Path] = (), overrides: Sequence[str] = (),
+                schema: type = PretrainConfig) -> DictConfig:
+    """Merge YAML files (later ones win) and ``key=value`` overrides onto the schema.
+
+    A YAML file may name others under ``defaults: [relative/path.yaml, ...]``, merged first.
+    """
+    cfg = OmegaConf.structured(schema)
+    sources: list[tuple[str, Any]] = []
+    for path in paths:
+        sources.extend(_read_yaml_with_defaults(Path(path)))
+    if overrides:
+        bad = [o for o in overrides if "=" not in o]
+        if bad:
+            raise ConfigError(f"override {bad[0]!r} is not of the form key=value")
+        sources.append(("command-line overrides", OmegaConf.from_dotlist(list(overrides))))
+    for origin, source in sources:
+        try:
+            cfg = OmegaConf.merge(cfg, source)
+        except OmegaConfBaseException as err:
+            raise ConfigError(f"{origin}: {_describe(err)}") from None
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"missing required config value(s): {', '.join(missing)}")
+    return cfg
+
+
+def validate_section(schema: type, section: Mapping[str, Any] | DictConfig, prefix: str) -> Any:
+    """Validate a free-form section (e.g. ``method:``) against a dataclass; returns a typed object."""
+    base = OmegaConf.structured(schema)
+    section = OmegaConf.create(dict(section) if not isinstance(section, DictConfig) else section)
+    try:
+        merged = OmegaConf.merge(base, section)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"{prefix}: {_describe(err)}") from None
+    return OmegaConf.to_object(merged)
+
+
+def to_yaml(cfg: Any) -> str:
+    return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def _read_yaml_with_defaults(path: Path, _seen: frozenset = frozenset()) -> list[tuple[str, Any]]:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    if path.resolve() in _seen:
+        raise ConfigError(f"{path}: circular 'defaults'")
+    try:
+        data = OmegaConf.load(path)
+    except Exception as err:  # yaml errors carry line numbers; keep them
+        raise ConfigError(f"{path}: cannot parse YAML: {err}") from None
+    if not isinstance(data, DictConfig):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    out: list[tuple[str, Any]] = []
+    defaults = data.pop("defaults", None)
+    for name in defaults or []:
+        out.extend(_read_yaml_with_defaults(path.parent / str(name), _seen | {path.resolve()}))
+    out.append((str(path), data))
+    return out
+
+
+def _describe(err: OmegaConfBaseException) -> str:
+    key = getattr(err, "full_key", None)
+    msg = str(err).splitlines()[0]
+    if key:
+        return f"key '{key}': {msg}"
+    return msg
+
+
+def as_dict(obj: Any) -> dict:
+    """A plain dict of a dataclass or DictConfig (for logging and saving)."""
+    if dataclasses.is_dataclass(obj):
+        return dataclasses.asdict(obj)
+    return OmegaConf.to_container(obj, resolve=True)

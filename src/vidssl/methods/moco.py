@@ -1,0 +1,63 @@
+"""Clip-level MoCo v2 on RGB (He et al., CVPR 2020; Chen et al., 2020): the context-biased baseline.
+
+Two random clips of the same video, each with its own augmentation, form the positive pair;
+keys of other videos held in a queue are the negatives. This is the baseline the motion-aware
+papers compare against (DSM Table 1, MCL Table 5, CMD Table 4): with nothing forcing it to look at
+motion, it happily matches clips by their shared background.
+
+Hyper-parameters (MoCo v2 defaults unless the config says otherwise): queue 65536, momentum
+0.999, temperature 0.2, projection MLP out_dim -> hidden -> 128.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import torch
+
+from vidssl.data.views import RandomClips
+from vidssl.losses import info_nce
+from vidssl.losses.contrastive import info_nce_logits
+from vidssl.methods.base import Method, register
+from vidssl.methods.momentum import FeatureQueue, MomentumEncoder, shuffled_forward
+from vidssl.models.heads import MLPHead
+
+
+@register
+class MoCo(Method):
+    name = "moco"
+
+    @dataclass
+    class Config:
+        name: str = "moco"
+        clip_len: int = 8
+        stride: int = 2
+        queue_size: int = 65536
+        momentum: float = 0.999
+        temperature: float = 0.2
+        proj_hidden: int = 2048
+        proj_dim: int = 128
+        shuffle_bn_splits: int = 2  # single-process SplitBN groups for the key encoder
+
+    def __init__(self, backbone, cfg: "MoCo.Config", num_classes, augment, channels_last=False):
+        super().__init__(backbone, cfg, num_classes, augment, channels_last)
+        self.head = MLPHead([backbone.out_dim, cfg.proj_hidden, cfg.proj_dim], l2_normalize=True)
+        self.key_encoder = MomentumEncoder(self.backbone, self.head)
+        self.queue = FeatureQueue(cfg.queue_size, cfg.proj_dim)
+
+    def view_sampler(self):
+        return RandomClips(num_views=2, clip_len=self.cfg.clip_len, stride=self.cfg.stride)
+
+    def forward(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        generator = batch.get("generator")
+        x = self.augment_views(batch["clips"], generator)           # [B*2, 3, T, H, W]
+        x_q, x_k = x.unflatten(0, (-1, 2)).unbind(1)
+        q = self.head(self.backbone(x_q))
+        with torch.no_grad():
+            self.key_encoder.update(self.cfg.momentum)
+            k = shuffled_forward(self.key_encoder, x_k, generator, self.cfg.shuffle_bn_splits)
+        loss = info_nce(q, k, self.queue.features.clone().detach(), self.cfg.temperature)
+        with torch.no_grad():
+            acc = (info_nce_logits(q, k, self.queue.features).argmax(1) == 0).float().mean() * 100
+        self.queue.dequeue_and_enqueue(k)
+        return {"loss": loss, "pretext_acc": acc}

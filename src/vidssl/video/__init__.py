@@ -1,0 +1,24 @@
+"""Reading video: frames (PyAV), compressed-domain signals, optical flow and motion maps."""
+from __future__ import annotations
+
+import importlib
+
+# Public name -> submodule. Imported lazily so `import vidssl.video` stays cheap (no cv2 until
+# flow is used) and so a worker process that only decodes frames never loads OpenCV.
+_EXPORTS = {
+    "VideoReader": "reader",
+    "VideoReadError": "reader",
+    "probe_video": "reader",
+    "write_video": "writer",
+    "optical_flow": "flow",
+    "motion_map": "flow",
+    "read_compressed": "compressed",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
