@@ -81,7 +81,7 @@ class TrainerConfig:
     max_epochs: int = 100
     max_steps: Optional[int] = None  # overrides max_epochs when set
     max_time_seconds: Optional[float] = None  # a wall-clock budget; training stops cleanly at it
-    precision: str = "auto"          # auto (bf16-mixed on CPU and bf16-capable GPUs) | 32 | bf16-mixed | 16-mixed
+    precision: str = "auto"          # auto (bf16 where the hardware has it natively, else fp32) | 32-true | bf16-mixed | 16-mixed
     channels_last: bool = True
     accelerator: str = "auto"
     devices: Any = "auto"

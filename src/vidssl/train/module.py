@@ -91,7 +91,12 @@ class MethodModule(L.LightningModule):
         return out["loss"].detach()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["bad_videos"] = sorted(self.tally.bad)
+        # The tally travels with the run so a resumed run keeps counting toward the same limit.
+        checkpoint["bad_videos"] = {"served": self.tally.served, "bad_hits": self.tally.bad_hits,
+                                    "bad_paths": dict(self.tally.bad_paths)}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.tally.bad.update(checkpoint.get("bad_videos", []))
+        saved = checkpoint.get("bad_videos", {})
+        self.tally.served = saved.get("served", 0)
+        self.tally.bad_hits = saved.get("bad_hits", 0)
+        self.tally.bad_paths = dict(saved.get("bad_paths", {}))

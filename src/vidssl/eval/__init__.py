@@ -1,0 +1,28 @@
+"""Evaluation protocols: multi-clip features, retrieval recall, linear probe, results report."""
+from __future__ import annotations
+
+import importlib
+
+# Public name -> submodule. Imported lazily so `import vidssl.eval` does not pull in torch,
+# faiss, sklearn or matplotlib until the protocol that needs them is used.
+_EXPORTS = {
+    "FeatureSet": "features",
+    "extract_features": "features",
+    "save_features": "features",
+    "load_features": "features",
+    "retrieval_recall": "retrieval",
+    "nearest_neighbours": "retrieval",
+    "linear_probe": "linear",
+    "format_table": "report",
+    "write_results": "report",
+    "evaluate_features": "protocol",
+    "evaluate_backbone": "protocol",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

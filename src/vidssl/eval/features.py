@@ -1,0 +1,206 @@
+"""Video-level features of a frozen backbone: the average over clips sampled uniformly in time.
+
+The evaluation protocol shared by the papers: "we sample 10 video clips with a sliding
+window, and use the average of their global features as the representation of the video"
+(CMD, CVPR 2021, "Video retrieval settings"); Pace Prediction (ECCV 2020, sec. 4.4) takes
+ten clips and the last pooling layer "p5"; MCL (ICCV 2021, sec. 4.2) averages clip features
+for its linear protocol. Here ``num_clips`` clips of ``clip_len`` frames every ``stride``
+frames are spread evenly over each video (``UniformClips``), centre-cropped and normalised
+on the device (``eval_transform``), passed through the backbone in eval mode, and the
+globally average-pooled map of ``stage`` ("p5", the last stage, or "p4", the one before it)
+is averaged over the clips.
+
+Unreadable videos are left out and listed in ``FeatureSet.skipped``; the extraction fails
+only when their share exceeds the dataset's ``max_bad_fraction`` (DESIGN.md, "Conventions").
+``save_features`` / ``load_features`` keep features on disk so retrieval and the linear
+probe can be rerun without decoding a video again.
+"""
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from vidssl.data.augment import eval_transform
+from vidssl.data.catalogs import Catalog
+from vidssl.data.dataset import VideoDataset, collate
+from vidssl.data.views import UniformClips
+from vidssl.models.backbones.base import STAGES
+
+__all__ = ["FeatureSet", "extract_features", "save_features", "load_features"]
+
+
+@dataclass
+class FeatureSet:
+    """Features of the readable videos of a catalog, in catalog order.
+
+    Attributes:
+        features: float32 [N, D], one row per video that could be read.
+        labels: int64 [N], the catalog labels of those videos.
+        paths: the N video paths, aligned with the rows.
+        skipped: paths of the catalog's videos that could not be read (no row).
+        meta: how the features were made (stage, clips, sizes, backbone, catalog), so a
+            saved file says what it holds.
+    """
+
+    features: np.ndarray
+    labels: np.ndarray
+    paths: list[str]
+    skipped: list[str] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.features = np.asarray(self.features, dtype=np.float32)
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        self.paths = [str(p) for p in self.paths]
+        self.skipped = [str(p) for p in self.skipped]
+        if self.features.ndim != 2:
+            raise ValueError(f"features must be [N, D], got shape {self.features.shape}")
+        if self.labels.shape != (len(self.features),) or len(self.paths) != len(self.features):
+            raise ValueError(f"features ({len(self.features)} rows), labels {self.labels.shape} and "
+                             f"paths ({len(self.paths)}) must have one entry per video")
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+
+def extract_features(
+    backbone: nn.Module,
+    catalog: Catalog,
+    *,
+    clip_len: int = 8,
+    stride: int = 2,
+    num_clips: int = 10,
+    frame_size: tuple[int, int] | None = (64, 64),
+    crop_size: int = 56,
+    stage: str = "p5",
+    batch_size: int = 32,
+    num_workers: int = 0,
+    device: str | torch.device = "cpu",
+    bf16: bool = False,
+    max_bad_fraction: float = 0.05,
+    progress: bool = True,
+    desc: str | None = None,
+) -> FeatureSet:
+    """Average of ``num_clips`` uniformly spaced clip features per video of ``catalog``.
+
+    Args:
+        backbone: a ``vidssl.models.Backbone``; moved to ``device`` and run in eval mode
+            (its train/eval mode is restored afterwards).
+        catalog: the videos; labels come from it.
+        clip_len, stride, num_clips: the clips (``UniformClips``); deterministic.
+        frame_size: (H, W) frames are resized to when decoded (``None``: native size, then
+            every video must have the same size).
+        crop_size: side of the centre crop fed to the backbone.
+        stage: "p5" (the pooled last stage, the papers' default) or an earlier stage such as
+            "p4", globally average-pooled over time and space.
+        batch_size: videos per batch; the backbone sees ``batch_size * num_clips`` clips.
+        num_workers: DataLoader worker processes decoding videos.
+        device: where the transform and the backbone run.
+        bf16: run the backbone under bfloat16 autocast (features are returned in float32).
+        max_bad_fraction: share of unreadable videos tolerated before ``TooManyBadVideos``.
+        progress: show a tqdm bar; ``desc`` labels it (default: the catalog's name).
+    """
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+    if batch_size < 1 or num_workers < 0:
+        raise ValueError(f"batch_size must be >= 1 and num_workers >= 0, got {batch_size}, {num_workers}")
+    device = torch.device(device)
+    dataset = VideoDataset(catalog, UniformClips(num_clips=num_clips, clip_len=clip_len, stride=stride),
+                           frame_size=frame_size, max_bad_fraction=max_bad_fraction)
+    # Sequential order, so batch k holds catalog items k*batch_size.. and a served index that
+    # differs from the requested one reveals a bad video the dataset replaced.
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        collate_fn=collate, pin_memory=device.type == "cuda")
+    tally = dataset.make_tally()
+
+    was_training = backbone.training
+    backbone.to(device).eval()
+    rows: list[np.ndarray] = []
+    kept: list[int] = []
+    skipped: list[str] = []
+    requested = 0
+    try:
+        with torch.inference_mode():
+            for batch in tqdm(loader, desc=desc or f"features {catalog.name}", unit="batch",
+                              disable=not progress, dynamic_ncols=True):
+                n = len(batch["index"])
+                wanted = torch.arange(requested, requested + n)
+                requested += n
+                ok = batch["index"] == wanted
+                bad = [catalog.records[int(i)].path for i in wanted[~ok]]
+                skipped += bad
+                tally.update(bad, n)
+                if ok.any():
+                    rows.append(_video_features(backbone, batch["clips"][ok], crop_size, stage, device, bf16))
+                    kept += wanted[ok].tolist()
+        tally.check()
+    finally:
+        backbone.train(was_training)
+
+    dim = backbone.stage_dims[stage] if hasattr(backbone, "stage_dims") else 0
+    features = np.concatenate(rows) if rows else np.zeros((0, dim), dtype=np.float32)
+    meta = {"catalog": catalog.name, "backbone": getattr(backbone, "name", type(backbone).__name__),
+            "stage": stage, "num_clips": num_clips, "clip_len": clip_len, "stride": stride,
+            "frame_size": list(frame_size) if frame_size is not None else None, "crop_size": crop_size}
+    return FeatureSet(features=features, labels=catalog.labels()[kept],
+                      paths=[catalog.records[i].path for i in kept], skipped=skipped, meta=meta)
+
+
+def _video_features(backbone: nn.Module, clips: torch.Tensor, crop_size: int, stage: str,
+                    device: torch.device, bf16: bool) -> np.ndarray:
+    """uint8 clips [B, V, T, H, W, 3] -> float32 [B, D]: pooled ``stage`` features averaged over V."""
+    b, v = clips.shape[:2]
+    x = eval_transform(clips.to(device, non_blocking=True).flatten(0, 1), crop_size)  # [B*V, 3, T, c, c]
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+        maps = backbone.forward_features(x, stages=(stage,))
+    # p5's global average is "pooled"; an earlier stage is pooled over all of time and space
+    # (flatten keeps this right for R2D's 4-D image maps too).
+    pooled = maps["pooled"] if stage == "p5" else maps[stage].flatten(2).mean(-1)
+    return pooled.float().reshape(b, v, -1).mean(1).cpu().numpy()
+
+
+def save_features(path: str | os.PathLike, features: FeatureSet) -> Path:
+    """Write ``features`` to ``path`` (.npz, uncompressed) atomically; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        with open(tmp, "wb") as f:  # a file object, so numpy does not append ".npz" to tmp
+            np.savez(f, features=features.features, labels=features.labels,
+                     paths=np.array(features.paths, dtype=str), skipped=np.array(features.skipped, dtype=str),
+                     meta=np.array(json.dumps(features.meta)))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_features(path: str | os.PathLike) -> FeatureSet:
+    """Read a file written by ``save_features``; errors name the file and what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"features file not found: {path}")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path}: cannot read features ({err})") from err
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path}: not a vidssl features file (a single array, not an .npz archive)")
+    with data:
+        missing = {"features", "labels", "paths", "skipped", "meta"} - set(data.files)
+        if missing:
+            raise ValueError(f"{path}: not a vidssl features file (missing {sorted(missing)})")
+        return FeatureSet(features=data["features"], labels=data["labels"], paths=data["paths"].tolist(),
+                          skipped=data["skipped"].tolist(), meta=json.loads(str(data["meta"])))

@@ -1,0 +1,173 @@
+"""Find the videos of a collection that vidssl cannot read, before a long job trips on them.
+
+``check_videos`` decodes every frame of every file (in parallel threads: PyAV decodes with
+the GIL released) and lists the unreadable ones with the reason, so a user can re-encode or
+drop them up front instead of discovering them as skips during training. It backs the
+``vidssl check-videos`` command.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from tqdm.auto import tqdm
+
+from vidssl.video.reader import VideoReader, VideoReadError
+
+__all__ = ["VIDEO_EXTENSIONS", "CheckReport", "check_videos", "collect_video_paths"]
+
+VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg")
+
+
+@dataclass
+class CheckReport:
+    """Outcome of ``check_videos``: how many files read fine, and why the others did not."""
+
+    total: int
+    ok: int
+    bad: list[tuple[str, str]] = field(default_factory=list)  # (path, reason), sorted by path
+    # Readable, but some frames whose packets exist do not decode (path, what was lost).
+    damaged: list[tuple[str, str]] = field(default_factory=list)
+    total_frames: int = 0  # frames that decode, summed over the readable files
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["bad"] = [{"path": p, "reason": r} for p, r in self.bad]
+        d["damaged"] = [{"path": p, "reason": r} for p, r in self.damaged]
+        return d
+
+    def write_json(self, path: str | os.PathLike) -> None:
+        """Write the report as JSON atomically (temp file in the same folder, then rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+        try:
+            tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+
+    def summary(self) -> str:
+        lines = [f"{self.ok}/{self.total} videos readable, {len(self.bad)} unreadable "
+                 f"({self.total_frames} frames, {self.seconds:.1f} s)"]
+        lines += [f"  unreadable {p}: {r}" for p, r in self.bad]
+        lines += [f"  damaged {p}: {r}" for p, r in self.damaged]
+        return "\n".join(lines)
+
+
+def collect_video_paths(
+    source: str | os.PathLike | Sequence[str | os.PathLike], *, root: str | os.PathLike | None = None
+) -> list[str]:
+    """Video paths from a folder, a list file, a single video, or a sequence of paths.
+
+    - folder: every file below it (recursively) whose extension is in ``VIDEO_EXTENSIONS``
+      (any case), sorted; hidden files and folders (".name", e.g. macOS "._clip.avi"
+      resource forks that look like broken videos) are skipped.
+    - text file: one path per line; blank lines and "#" comments are skipped, and a trailing
+      integer label after whitespace (the UCF101 ``trainlist01.txt`` style) is dropped.
+      Relative paths are taken relative to ``root`` (default: the list file's folder).
+    - a file with a video extension: that file alone.
+    """
+    if not isinstance(source, (str, os.PathLike)):
+        return [str(p) for p in source]
+    src = Path(source)
+    if src.is_dir():
+        return _videos_below(src)
+    if not src.is_file():
+        raise FileNotFoundError(f"{src}: no such folder, video or list file")
+    if src.suffix.lower() in VIDEO_EXTENSIONS:
+        return [str(src)]
+    base = Path(root) if root is not None else src.parent
+    paths = []
+    for line in src.read_text(errors="replace").splitlines():
+        entry = _strip_label(line.strip())
+        if not entry or entry.startswith("#"):
+            continue
+        p = Path(entry)
+        paths.append(str(p if p.is_absolute() else base / p))
+    return paths
+
+
+def check_videos(
+    paths: Iterable[str | os.PathLike], *, workers: int = 2, progress: bool = True
+) -> CheckReport:
+    """Decode every frame of every video in ``paths``; returns a ``CheckReport``.
+
+    A file counts as readable when it opens, has a video stream and at least one frame
+    decodes (damaged tails are fine: the reader serves what decodes); readable files whose
+    packets promise more frames than decode are also listed in ``damaged``. Nothing raised
+    by one file stops the scan; unexpected errors are reported as that file's reason.
+    Duplicate paths are checked once.
+    """
+    paths = list(dict.fromkeys(str(p) for p in paths))
+    start = time.perf_counter()
+    results: dict[str, _Outcome] = {}
+    bar = tqdm(total=len(paths), desc="check-videos", unit="video", disable=not progress)
+    try:
+        if workers <= 1:
+            for p in paths:
+                results[p] = _check_one(p)
+                bar.update()
+        else:
+            pool = ThreadPoolExecutor(max_workers=workers)
+            try:
+                futures = {pool.submit(_check_one, p): p for p in paths}
+                for future in as_completed(futures):
+                    results[futures[future]] = future.result()
+                    bar.update()
+            finally:
+                # On Ctrl-C, drop the queued files instead of decoding them all first.
+                pool.shutdown(wait=True, cancel_futures=True)
+    finally:
+        bar.close()
+    bad = sorted((p, o.error) for p, o in results.items() if o.error is not None)
+    damaged = sorted((p, f"{o.expected - o.frames} of {o.expected} frames do not decode")
+                     for p, o in results.items() if o.error is None and o.frames < o.expected)
+    frames = sum(o.frames for o in results.values())
+    return CheckReport(total=len(paths), ok=len(paths) - len(bad), bad=bad, damaged=damaged,
+                       total_frames=frames, seconds=time.perf_counter() - start)
+
+
+@dataclass
+class _Outcome:
+    frames: int = 0  # frames that decode
+    expected: int = 0  # frames the packets promise
+    error: str | None = None
+
+
+def _check_one(path: str) -> _Outcome:
+    try:
+        with VideoReader(path) as reader:
+            frames = reader.count_decodable()
+            return _Outcome(frames=frames, expected=reader.expected_frames)
+    except VideoReadError as e:
+        return _Outcome(error=e.reason)
+    except Exception as e:  # a scan over thousands of files must report, not crash
+        return _Outcome(error=f"unexpected {type(e).__name__}: {e}")
+
+
+def _videos_below(folder: Path) -> list[str]:
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        found += [os.path.join(dirpath, f) for f in filenames
+                  if not f.startswith(".") and os.path.splitext(f)[1].lower() in VIDEO_EXTENSIONS]
+    return sorted(found)
+
+
+_LABELLED = re.compile(r"^(.*\S)\s+-?\d+$")
+
+
+def _strip_label(entry: str) -> str:
+    match = _LABELLED.match(entry)
+    if match and os.path.splitext(match.group(1))[1]:
+        return match.group(1)
+    return entry

@@ -1,0 +1,714 @@
+"""Compressed-domain signals: picture types, I-frames and dense motion-vector maps.
+
+CMD (Huang et al., CVPR 2021, sections 2.2 and 4.1) takes I-frames as a proxy of the context
+and motion vectors as a proxy of the motion of a video, following CoViAR: the video is
+MPEG-4 Part 2 with a GOP of 12 and no B-frames, and a frame's motion vectors form a dense
+H x W x 2 map in which every pixel of a block carries the block's vector.
+
+The vectors come from the decoder (PyAV with ``flags2=+export_mvs``): per block, FFmpeg gives
+the block's centre in the current frame (``dst``), where it was predicted from in the
+reference (``src = dst + motion / motion_scale``) and whether the reference lies in the past
+(``source = -1``) or the future (``+1``).
+
+Sign convention (DESIGN.md). A map value is the displacement of the block from its position
+in the previous frame to its position in the current frame, in pixels, x then y:
+``dst - src`` for a past reference, ``src - dst`` for a future one. An object moving right by
+3 px per frame reads +3, like forward optical flow (:func:`vidssl.video.optical_flow`).
+
+When that is a per-frame displacement. The side data says past or future, not how far. So
+the vectors of frame ``t`` are displacements from frame ``t - 1`` only when its reference is
+known to be ``t - 1``:
+
+- MPEG-4 Part 2 and the other MPEG-1/2/4-family codecs predict from the nearest anchor (I or
+  P frame): with no B-frames every P-frame references the previous frame. With B-frames a
+  frame's past reference is the previous frame only when that frame is an anchor.
+- H.264 may reference any of up to ``max_num_ref_frames`` frames (from the sequence parameter
+  set). With one reference frame and no B-frames every P-frame references the previous frame.
+  Otherwise only a frame right after an IDR frame is known to reference the previous frame.
+
+Frames that do not qualify read zero with ``mv_valid`` False, and the file gets one
+:class:`MotionVectorWarning` naming it and the re-encode command; I-frames and the frames that
+qualify are still returned correctly. B-frame blocks predicted only from the future read zero
+(their reference is never the previous frame). Intra blocks inside P-frames carry no vector
+and read zero too.
+
+Maps are built from the per-block side data with vectorised numpy (one fancy-index write per
+distinct block size, no Python loop over blocks) on a grid of 4 x 4 pixel cells (block sizes
+and positions are multiples of 4), then repeated to full resolution or area-averaged to a
+coarser grid. ``downsample=4`` (the default) returns that grid: [ceil(H/4), ceil(W/4)], values
+still in pixels of the full frame.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+import av
+import av.error
+import numpy as np
+
+from vidssl.video.reader import (
+    _AV_ERRORS,
+    _MAX_NVOP_SIZE,
+    _VOP_START,
+    VideoReadError,
+    _describe,
+    _mpeg4_time_resolution,
+    _mpeg4_vop_coded,
+    _open_video,
+)
+
+__all__ = [
+    "CompressedVideo",
+    "MotionVectorWarning",
+    "read_compressed",
+    "densify_motion_vectors",
+    "accumulate_motion_vectors",
+    "resize_vector_map",
+    "REENCODE_HINT",
+]
+
+# Codecs whose decoder exports motion vectors and whose P-frames predict from the nearest
+# anchor only (MPEG-1/2/4 family, libavcodec's mpegvideo decoders).
+_ANCHOR_CODECS = frozenset({
+    "mpeg4", "mpeg1video", "mpeg2video", "h261", "h263", "h263p", "h263i", "flv", "flv1",
+    "msmpeg4", "msmpeg4v1", "msmpeg4v2", "msmpeg4v3", "wmv1", "wmv2", "rv10", "rv20",
+})
+_PICT_TYPE = {1: "I", 2: "P", 3: "B", 4: "P", 5: "I", 6: "P", 7: "B"}  # AVPictureType; S -> P, SI -> I, ...
+
+REENCODE_HINT = ("re-encode the dataset to the CoViAR convention (MPEG-4 Part 2, GOP 12, no B-frames) with "
+                 "`vidssl extract reencode --root SRC_ROOT --out DST_ROOT`")
+
+
+class MotionVectorWarning(UserWarning):
+    """A file whose motion vectors are not all per-frame displacements (B-frames, several references)."""
+
+
+@dataclass
+class CompressedVideo:
+    """What :func:`read_compressed` returns for one file.
+
+    path: the file.
+    frame_types: one of 'I', 'P', 'B' per frame, in presentation order.
+    iframe_indices: int64 [K] frame numbers of the I-frames.
+    iframes: uint8 [K, H, W, 3] the decoded I-frames (RGB), or None when not requested.
+    motion_vectors: float32 [N, H', W', 2] dense maps (x then y, pixels of the full frame; see the
+        module docstring for the sign), zeros where ``mv_valid`` is False, or None when not requested.
+    mv_valid: bool [N] whether ``motion_vectors[t]`` holds measured values: per-frame
+        displacements from frame t-1 (False on I-frames), or with ``accumulated`` the
+        displacement from the GOP's I-frame (True on I-frames, which are 0 by definition).
+    size: (H, W) of the frames; downsample: the map's grid step in pixels.
+    codec: decoder name; per_frame: whether every P-frame's vectors are per-frame displacements
+        by construction of the stream (CoViAR-style files); max_ref_frames: H.264's reference count.
+    """
+
+    path: str
+    frame_types: list[str]
+    iframe_indices: np.ndarray
+    iframes: np.ndarray | None
+    motion_vectors: np.ndarray | None
+    mv_valid: np.ndarray
+    size: tuple[int, int]
+    fps: float
+    codec: str
+    downsample: int
+    accumulated: bool = False
+    per_frame: bool = True
+    max_ref_frames: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frame_types)
+
+
+def read_compressed(
+    path: str | os.PathLike,
+    *,
+    motion_vectors: bool = True,
+    iframes: bool = True,
+    downsample: int = 4,
+    accumulated: bool = False,
+    max_frames: int | None = None,
+    threads: int = 1,
+) -> CompressedVideo:
+    """Picture types, I-frames and dense motion-vector maps of a video file.
+
+    Args:
+        path: the video file.
+        motion_vectors: build the dense maps (decodes every frame with motion-vector export).
+            With ``motion_vectors=False`` only key frames are decoded (``skip_frame=NONKEY``)
+            and picture types are read from the packet headers, which is much faster.
+        iframes: decode the I-frames to RGB.
+        downsample: grid step of the maps in pixels (1 = full resolution; default 4, i.e. 1/4).
+        accumulated: accumulate the vectors back to the GOP's I-frame (CoViAR's representation)
+            instead of frame-to-frame displacements.
+        max_frames: stop after this many frames (a clip near the start needs no full decode).
+        threads: decoder threads (1 in data-loader workers; one core each).
+
+    Raises:
+        VideoReadError: the file cannot be opened or no frame decodes (the message names it).
+    """
+    path = str(path)
+    if isinstance(downsample, bool) or not isinstance(downsample, int) or downsample < 1:
+        raise ValueError(f"{path}: downsample must be a positive integer, got {downsample!r}")
+    if accumulated and not motion_vectors:
+        raise ValueError(f"{path}: accumulated=True needs motion_vectors=True")
+    container, stream = _open_video(path)[:2]  # (container, stream, forced format)
+    try:
+        ctx = stream.codec_context
+        ctx.thread_count = max(1, int(threads))
+        height, width = int(ctx.height), int(ctx.width)
+        fps = float(stream.average_rate or stream.guessed_rate or 0.0)
+        codec = ctx.name
+        max_refs = _h264_max_ref_frames(ctx.extradata) if codec == "h264" else None
+        if motion_vectors:
+            ctx.options = {"flags2": "+export_mvs"}
+            scan = _decode_all(path, container, stream, iframes, downsample, max_frames)
+        else:
+            scan = _decode_key_frames(path, container, stream, iframes, max_frames)
+        if codec == "h264" and max_refs is None:
+            max_refs = _h264_max_ref_frames(scan.first_packet)
+    finally:
+        container.close()
+
+    types = scan.types
+    n = len(types)
+    iframe_indices = np.array([t for t, c in enumerate(types) if c == "I"], dtype=np.int64)
+    frames = None
+    if iframes:
+        frames = (np.stack([scan.iframes[t] for t in iframe_indices]) if len(iframe_indices)
+                  else np.zeros((0, height, width, 3), dtype=np.uint8))
+    result = CompressedVideo(path=path, frame_types=types, iframe_indices=iframe_indices, iframes=frames,
+                             motion_vectors=None, mv_valid=np.zeros(n, dtype=bool), size=(height, width),
+                             fps=fps, codec=codec, downsample=downsample, accumulated=accumulated,
+                             max_ref_frames=max_refs)
+    valid, per_frame, reason = _previous_frame_reference(codec, types, scan.key, max_refs)
+    result.per_frame = per_frame
+    if not motion_vectors:
+        return result
+
+    maps = scan.maps
+    maps[~valid] = 0.0
+    result.motion_vectors, result.mv_valid = maps, valid
+    if accumulated:
+        result.motion_vectors, result.mv_valid = accumulate_motion_vectors(maps, types, valid, downsample)
+    if reason is not None:
+        kept, candidates = int(valid.sum()), sum(c != "I" for c in types)
+        note = (f"{path}: {reason}; kept the {kept} of {candidates} predicted frames whose reference is "
+                f"the previous frame (the others read zero, mv_valid False). To use every frame, {REENCODE_HINT}.")
+        result.notes.append(note)
+        warnings.warn(note, MotionVectorWarning, stacklevel=2)
+    return result
+
+
+# -- decoding ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Scan:
+    types: list[str]
+    key: list[bool]
+    iframes: dict[int, np.ndarray]
+    maps: np.ndarray | None
+    first_packet: bytes | None
+
+
+class _FrameStream:
+    """Decoded frames of a stream in presentation order, as VideoReader numbers them.
+
+    A packet that fails to decode loses its frame and decoding goes on (the numbering counts
+    what decodes); DivX "packed B-frames" are unpacked with FFmpeg's bitstream filter. The
+    first packet's bytes are kept (H.264 raw streams carry their parameter sets there).
+    """
+
+    def __init__(self, container, stream):
+        self.container, self.stream = container, stream
+        self.first_packet: bytes | None = None
+
+    def __iter__(self):
+        ctx = self.stream.codec_context
+        bsf = None
+        inspect = 32 if ctx.name == "mpeg4" else 0  # packed B-frames show in the first GOP
+        for packet in self.container.demux(self.stream):
+            at_end = packet.size == 0
+            if not at_end and self.first_packet is None:
+                self.first_packet = bytes(packet)
+            if inspect and not at_end and bsf is None:
+                inspect -= 1
+                if bytes(packet).count(_VOP_START) > 1:
+                    from av.bitstream import BitStreamFilterContext
+
+                    bsf = BitStreamFilterContext("mpeg4_unpack_bframes", self.stream)
+            packets = bsf.filter(None if at_end else packet) if bsf is not None else ([] if at_end else [packet])
+            for p in packets:
+                try:
+                    frames = ctx.decode(p)
+                except av.error.InvalidDataError:
+                    continue
+                yield from frames
+            if at_end:
+                yield from ctx.decode(None)  # frames the decoder still holds
+
+
+def _decode_all(path, container, stream, want_iframes, downsample, max_frames) -> _Scan:
+    """Decode every frame with motion-vector export, keeping each frame's raw vector records.
+
+    The records (40 bytes per block) are copied out of the frames as they decode and turned
+    into dense maps for the whole video at once at the end (:func:`_densify_records`), so
+    the numpy work is a few calls per video rather than per frame.
+    """
+    ctx = stream.codec_context
+    height, width = int(ctx.height), int(ctx.width)
+    types: list[str] = []
+    key: list[bool] = []
+    iframes: dict[int, np.ndarray] = {}
+    records: list[np.ndarray] = []
+    owners: list[int] = []
+    frames = _FrameStream(container, stream)
+    try:
+        for frame in frames:
+            kind = _frame_type(frame)
+            if kind == "I" and want_iframes:
+                iframes[len(types)] = frame.to_ndarray(format="rgb24")
+            if kind != "I":
+                side = frame.side_data.get("MOTION_VECTORS")
+                if side is not None:
+                    records.append(np.frombuffer(side, dtype=np.uint8).copy())  # the frame frees its buffer
+                    owners.append(len(types))
+            types.append(kind)
+            key.append(bool(frame.key_frame))
+            if max_frames is not None and len(types) >= max_frames:
+                break
+    except _AV_ERRORS as e:
+        if not types:
+            raise VideoReadError(path, f"no frame decodes ({_describe(e)})") from e
+        # Damage part-way: the frames before it are real (VideoReader keeps them too).
+    if not types:
+        raise VideoReadError(path, "no frame decodes (stream holds no decodable video)")
+    counts = [len(r) // _RECORD_BYTES for r in records]
+    raw = np.concatenate(records) if records else np.zeros(0, dtype=np.uint8)
+    owner = np.repeat(np.array(owners, dtype=np.intp), counts)
+    maps = _densify_records(raw, owner, len(types), height, width, downsample)
+    return _Scan(types, key, iframes, maps, frames.first_packet)
+
+
+def _decode_key_frames(path, container, stream, want_iframes, max_frames) -> _Scan:
+    """Picture types from packet headers, RGB of the key frames only (``skip_frame=NONKEY``).
+
+    Frame numbers follow VideoReader: packets sorted by pts, MPEG-4 "not coded" VOPs skipped.
+    Files where that cannot be done safely (packed B-frames, missing or repeated timestamps,
+    unknown codec headers) take the full decode instead, without motion-vector export.
+    """
+    ctx = stream.codec_context
+    codec = ctx.name
+    records: list[tuple[int, str, bool]] = []
+    first_packet = None
+    safe = codec in ("mpeg4", "h264")
+    vop_resolution = _mpeg4_time_resolution(ctx.extradata) if codec == "mpeg4" else None
+    nal_length = _avcc_length_size(ctx.extradata) if codec == "h264" else None
+    key_rgb: dict[int, np.ndarray] = {}
+    if safe:
+        ctx.skip_frame = "NONKEY"
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0 or packet.is_discard:
+                    continue
+                data = bytes(packet)
+                if first_packet is None:
+                    first_packet = data
+                if codec == "mpeg4":
+                    if vop_resolution is None:
+                        vop_resolution = _mpeg4_time_resolution(data)
+                    if data.count(_VOP_START) > 1:
+                        safe = False
+                        break
+                    if packet.size <= _MAX_NVOP_SIZE and _mpeg4_vop_coded(data, vop_resolution) is False:
+                        continue  # "not coded" VOP: no frame
+                    kind = _mpeg4_vop_type(data)
+                else:
+                    kind = _h264_slice_type(data, nal_length)
+                if kind is None or packet.pts is None or packet.is_corrupt:
+                    safe = False
+                    break
+                records.append((int(packet.pts), kind, bool(packet.is_keyframe)))
+                if packet.is_keyframe and want_iframes:
+                    for frame in ctx.decode(packet):
+                        if frame.pts is not None:
+                            key_rgb[int(frame.pts)] = frame.to_ndarray(format="rgb24")
+            if safe and want_iframes:
+                for frame in ctx.decode(None):
+                    if frame.pts is not None:
+                        key_rgb[int(frame.pts)] = frame.to_ndarray(format="rgb24")
+        except _AV_ERRORS:
+            safe = False
+    pts = [r[0] for r in records]
+    if safe and records and len(set(pts)) == len(pts):
+        records.sort()
+        if max_frames is not None:
+            records = records[:max_frames]
+        types = [r[1] for r in records]
+        key = [r[2] for r in records]
+        number = {r[0]: t for t, r in enumerate(records)}
+        iframes: dict[int, np.ndarray] = {}
+        wanted = [r[0] for r in records if r[1] == "I"]
+        if not want_iframes or all(p in key_rgb for p in wanted):
+            iframes = {number[p]: key_rgb[p] for p in wanted if want_iframes}
+            return _Scan(types, key, iframes, None, first_packet)
+        # An I-frame that is not a key frame (H.264 non-IDR I) was skipped: decode it all.
+    ctx.skip_frame = "DEFAULT"
+    container.seek(0, backward=True)
+    ctx.flush_buffers()
+    return _decode_all_types(path, container, stream, want_iframes, max_frames)
+
+
+def _decode_all_types(path, container, stream, want_iframes, max_frames) -> _Scan:
+    """Picture types (and I-frames) by decoding every frame, for files the header scan cannot read."""
+    types: list[str] = []
+    key: list[bool] = []
+    iframes: dict[int, np.ndarray] = {}
+    frames = _FrameStream(container, stream)
+    try:
+        for frame in frames:
+            kind = _frame_type(frame)
+            if kind == "I" and want_iframes:
+                iframes[len(types)] = frame.to_ndarray(format="rgb24")
+            types.append(kind)
+            key.append(bool(frame.key_frame))
+            if max_frames is not None and len(types) >= max_frames:
+                break
+    except _AV_ERRORS as e:
+        if not types:
+            raise VideoReadError(path, f"no frame decodes ({_describe(e)})") from e
+    if not types:
+        raise VideoReadError(path, "no frame decodes (stream holds no decodable video)")
+    return _Scan(types, key, iframes, None, frames.first_packet)
+
+
+def _frame_type(frame) -> str:
+    kind = _PICT_TYPE.get(int(frame.pict_type))
+    if kind is None:  # AV_PICTURE_TYPE_NONE: fall back on the key flag
+        kind = "I" if frame.key_frame else "P"
+    return kind
+
+
+# -- dense maps -------------------------------------------------------------------------------
+
+
+_RECORD_BYTES = 40  # sizeof(AVMotionVector)
+
+
+def densify_motion_vectors(vectors, height: int, width: int, downsample: int = 4) -> np.ndarray:
+    """Dense map float32 [ceil(H/d), ceil(W/d), 2] from one frame's exported motion vectors.
+
+    ``vectors``: the frame's ``av.sidedata.MotionVectors`` or its ``to_ndarray()`` structured
+    array (FFmpeg's 40-byte ``AVMotionVector`` records). See :func:`_densify_records`.
+    """
+    raw = np.frombuffer(vectors, dtype=np.uint8)
+    owner = np.zeros(len(raw) // _RECORD_BYTES, dtype=np.intp)
+    return _densify_records(raw, owner, 1, height, width, downsample)[0]
+
+
+def _densify_records(raw: np.ndarray, owner: np.ndarray, num_frames: int, height: int, width: int,
+                     downsample: int) -> np.ndarray:
+    """Dense maps float32 [N, ceil(H/d), ceil(W/d), 2] from the vector records of a whole video.
+
+    ``raw``: concatenated ``AVMotionVector`` records (bytes); ``owner[i]``: the frame of record i.
+    Records are read through plain integer views (field access on a structured array costs
+    more than everything else here). Only past-reference vectors are used (a block predicted
+    from the future has no displacement from the previous frame); the value is
+    ``dst - src = -motion / motion_scale`` in full-frame pixels, x then y, over the block
+    ``[dst - size/2, dst + size/2)``.
+
+    The maps are filled on the coarsest grid that every block position and size is a multiple
+    of (16 px for plain macroblocks, 8 px for H.264 partitions), one fancy-index write per
+    distinct block shape for the whole video, then expanded to the requested grid by index
+    gathers (finer) or area averaging (coarser).
+    """
+    out_h, out_w = -(-height // downsample), -(-width // downsample)
+    if raw.size % _RECORD_BYTES:
+        raise ValueError(f"motion vectors must be {_RECORD_BYTES}-byte AVMotionVector records, got {raw.size} bytes")
+    raw16 = raw.view("<i2").reshape(-1, _RECORD_BYTES // 2)
+    raw32 = raw16.view("<i4")  # the same records as 10 int32 words
+    past = raw32[:, 0] < 0  # source: -1 past, +1 future
+    if not past.all():
+        raw16, raw32, owner = raw16[past], raw32[past], owner[past]
+    if len(raw16) == 0:
+        return np.zeros((num_frames, out_h, out_w, 2), dtype=np.float32)
+    scale = raw16[:, 16].view(np.uint16)  # motion_scale
+    values = raw32[:, 6:8].astype(np.float32)  # motion_x, motion_y: src - dst in 1/scale px
+    if (scale == scale[0]).all():
+        values *= np.float32(-1.0 / max(int(scale[0]), 1))
+    else:
+        values /= -np.maximum(scale, 1).astype(np.float32)[:, None]
+    size = raw16[:, 2].astype(np.int32)  # w (low byte), h (high byte)
+    w, h = size & 0xFF, size >> 8
+    x0 = raw16[:, 5] - (w >> 1)  # dst_x, dst_y: the block centre
+    y0 = raw16[:, 6] - (h >> 1)
+    bits = int(np.bitwise_or.reduce(np.concatenate([w, h, x0, y0])))
+    cell = min(bits & -bits, 64)  # largest power of two dividing every position and size
+    pad = -(-max(0, -int(min(x0.min(), y0.min()))) // cell)  # blocks starting above/left of the frame
+    grid_h = max(-(-height // cell), int((y0 + h).max()) // cell) + pad
+    grid_w = max(-(-width // cell), int((x0 + w).max()) // cell) + pad
+    grid = np.zeros((num_frames * grid_h * grid_w, 2), dtype=np.float32)
+    rows0 = y0 // cell + pad
+    cols0 = x0 // cell + pad
+    base = (owner * grid_h + rows0) * grid_w + cols0  # flat index of each block's top-left cell
+    bw, bh = w // cell, h // cell
+    if (bw == 1).all() and (bh == 1).all():
+        grid[base] = values
+    else:
+        shapes = bh * 4096 + bw
+        for key in np.unique(shapes):  # a handful of block shapes (16x16, 16x8, 8x16, 8x8)
+            pick = shapes == key
+            kh, kw = int(key) // 4096, int(key) % 4096
+            offsets = (np.arange(kh)[:, None] * grid_w + np.arange(kw)[None, :]).reshape(-1)
+            grid[(base[pick][:, None] + offsets[None, :]).reshape(-1)] = np.repeat(values[pick], kh * kw, axis=0)
+    grid = grid.reshape(num_frames, grid_h, grid_w, 2)[:, pad:, pad:]
+    return _regrid(grid, cell, downsample, height, width)
+
+
+def _regrid(grid: np.ndarray, cell: int, downsample: int, height: int, width: int) -> np.ndarray:
+    """Maps [N, h, w, 2] on ``cell``-pixel cells -> maps on ``downsample``-pixel cells (values unchanged)."""
+    out_h, out_w = -(-height // downsample), -(-width // downsample)
+    if cell % downsample == 0:  # each cell becomes k x k cells: two index gathers, no arithmetic
+        k = cell // downsample
+        rows = np.arange(out_h) // k
+        cols = np.arange(out_w) // k
+        return np.take(np.take(grid, rows, axis=1), cols, axis=2)
+    import cv2  # coarser than the blocks: area average, as resizing a dense field would do
+
+    full = _regrid(grid, cell, 1, height, width)
+    return np.stack([cv2.resize(m, (out_w, out_h), interpolation=cv2.INTER_AREA) for m in full])
+
+
+def accumulate_motion_vectors(maps: np.ndarray, frame_types, valid: np.ndarray,
+                              downsample: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Displacement of each pixel from the GOP's I-frame to frame t (CoViAR's accumulated vectors).
+
+    ``acc[t](p) = mv[t](p) + acc[t-1](p - mv[t](p))``: the pixel's displacement across frame t
+    plus the accumulated displacement of where it came from (nearest cell, clipped to the
+    frame), reset to 0 on every I-frame. ``maps`` are per-frame displacements in full-frame
+    pixels on a grid of ``downsample`` pixels. A frame whose vectors are unknown breaks the
+    chain: it and the frames after it read 0 (valid False) until the next I-frame.
+
+    Returns (float32 [N, H', W', 2], bool [N] valid).
+    """
+    maps = np.asarray(maps, dtype=np.float32)
+    n, gh, gw, _ = maps.shape
+    acc = np.zeros_like(maps)
+    acc_valid = np.zeros(n, dtype=bool)
+    rows = np.arange(gh, dtype=np.float32)[:, None]
+    cols = np.arange(gw, dtype=np.float32)[None, :]
+    chain = False
+    for t in range(n):
+        if frame_types[t] == "I":
+            chain = True
+        elif chain and valid[t]:
+            mv = maps[t]
+            src_r = np.clip(np.rint(rows - mv[..., 1] / downsample), 0, gh - 1).astype(np.intp)
+            src_c = np.clip(np.rint(cols - mv[..., 0] / downsample), 0, gw - 1).astype(np.intp)
+            acc[t] = mv + acc[t - 1][src_r, src_c]
+        else:
+            chain = False
+        acc_valid[t] = chain
+    return acc, acc_valid
+
+
+def resize_vector_map(maps: np.ndarray, size: tuple[int, int], from_size: tuple[int, int] | None = None,
+                      ) -> np.ndarray:
+    """Resample vector maps [..., h, w, 2] to ``size`` (h', w') and rescale the values to match.
+
+    The values are displacements in pixels of a frame of ``from_size`` (H, W) (default: the
+    map's own grid); they come out in pixels of the new grid: x times ``w' / W``, y times
+    ``h' / H``. Resampling is area-averaging when shrinking and nearest when enlarging (the
+    maps are piecewise constant over blocks).
+    """
+    import cv2
+
+    maps = np.asarray(maps, dtype=np.float32)
+    lead, (h, w) = maps.shape[:-3], maps.shape[-3:-1]
+    out_h, out_w = int(size[0]), int(size[1])
+    frame_h, frame_w = from_size if from_size is not None else (h, w)
+    flat = maps.reshape((-1, h, w, 2))
+    if (out_h, out_w) != (h, w):
+        interp = cv2.INTER_AREA if out_h <= h and out_w <= w else cv2.INTER_NEAREST
+        flat = np.stack([cv2.resize(m, (out_w, out_h), interpolation=interp) for m in flat]) if len(flat) else \
+            np.zeros((0, out_h, out_w, 2), np.float32)
+    flat = flat * np.array([out_w / frame_w, out_h / frame_h], dtype=np.float32)
+    return flat.reshape(lead + (out_h, out_w, 2)).astype(np.float32, copy=False)
+
+
+# -- which frames reference the previous one ----------------------------------------------------
+
+
+def _previous_frame_reference(codec: str, types: list[str], key: list[bool],
+                              max_refs: int | None) -> tuple[np.ndarray, bool, str | None]:
+    """(valid [N], per_frame, problem): which predicted frames are known to reference frame t-1.
+
+    ``problem`` explains, for the warning, why not every predicted frame qualifies (None when
+    all do).
+    """
+    n = len(types)
+    predicted = np.array([c != "I" for c in types], dtype=bool)
+    has_b = "B" in types
+    if codec in _ANCHOR_CODECS:
+        anchor = np.array([c != "B" for c in types], dtype=bool)
+        valid = predicted.copy()
+        valid[0] = False
+        valid[1:] &= anchor[:-1]
+        problem = ("the stream has B-frames, so a frame after a B-frame predicts from an anchor further "
+                   "back and its vectors are not per-frame displacements") if has_b else None
+        return valid, not has_b, problem
+    if codec == "h264":
+        if max_refs == 1 and not has_b:
+            valid = predicted.copy()
+            valid[0] = False
+            return valid, True, None
+        after_idr = np.zeros(n, dtype=bool)
+        after_idr[1:] = np.array(key[:-1], dtype=bool) & (np.array(types[:-1]) == "I")
+        problems = ["B-frames"] if has_b else []
+        if max_refs is None:
+            problems.append("an unreadable reference-frame count")
+        elif max_refs > 1:
+            problems.append(f"{max_refs} reference frames")
+        problem = (f"H.264 with {' and '.join(problems)}: the decoder says only whether a block's reference "
+                   f"is past or future, not how far, so its vectors are not per-frame displacements")
+        return predicted & after_idr, False, problem
+    return np.zeros(n, dtype=bool), False, f"the {codec} decoder exports no motion vectors"
+
+
+# -- bitstream headers --------------------------------------------------------------------------
+
+
+class _BitReader:
+    """MSB-first bit reader with Exp-Golomb codes (H.264 7.2)."""
+
+    def __init__(self, data: bytes):
+        self.value = int.from_bytes(data, "big")
+        self.left = 8 * len(data)
+
+    def u(self, n: int) -> int:
+        if n > self.left:
+            raise EOFError
+        self.left -= n
+        return (self.value >> self.left) & ((1 << n) - 1)
+
+    def ue(self) -> int:
+        zeros = 0
+        while self.u(1) == 0:
+            zeros += 1
+            if zeros > 31:
+                raise EOFError
+        return (1 << zeros) - 1 + self.u(zeros)
+
+    def se(self) -> int:
+        k = self.ue()
+        return (k + 1) // 2 if k % 2 else -(k // 2)
+
+
+def _unescape(nal: bytes) -> bytes:
+    return nal.replace(b"\x00\x00\x03", b"\x00\x00")
+
+
+def _annexb_nals(data: bytes):
+    at = data.find(b"\x00\x00\x01")
+    while at >= 0:
+        start = at + 3
+        at = data.find(b"\x00\x00\x01", start)
+        yield data[start:at if at >= 0 else len(data)].rstrip(b"\x00")
+
+
+def _avcc_nals(data: bytes, length_size: int):
+    at = 0
+    while at + length_size <= len(data):
+        size = int.from_bytes(data[at:at + length_size], "big")
+        at += length_size
+        if size <= 0 or at + size > len(data):
+            return
+        yield data[at:at + size]
+        at += size
+
+
+def _avcc_length_size(extradata: bytes | None) -> int | None:
+    """NAL length-prefix size of an MP4/MKV H.264 stream, None for Annex B (start codes)."""
+    if extradata and len(extradata) > 4 and extradata[0] == 1:
+        return (extradata[4] & 3) + 1
+    return None
+
+
+def _h264_nals(data: bytes | None, length_size: int | None = None):
+    if not data:
+        return iter(())
+    if length_size is None and data[0] == 1 and len(data) > 8:  # avcC record: SPS list after 6 bytes
+        size = int.from_bytes(data[6:8], "big")
+        return iter([data[8:8 + size]])
+    if length_size is not None:
+        return _avcc_nals(data, length_size)
+    return _annexb_nals(data)
+
+
+def _h264_max_ref_frames(data: bytes | None) -> int | None:
+    """max_num_ref_frames of the first sequence parameter set in ``data`` (H.264 7.3.2.1.1)."""
+    for nal in _h264_nals(data):
+        if nal and nal[0] & 0x1F == 7:
+            try:
+                return _parse_sps_refs(_unescape(nal[1:]))
+            except EOFError:
+                return None
+    return None
+
+
+def _parse_sps_refs(sps: bytes) -> int:
+    bits = _BitReader(sps)
+    profile = bits.u(8)
+    bits.u(16)  # constraint flags, level_idc
+    bits.ue()  # seq_parameter_set_id
+    if profile in (100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135):
+        chroma = bits.ue()
+        if chroma == 3:
+            bits.u(1)
+        bits.ue()
+        bits.ue()  # bit depths
+        bits.u(1)  # qpprime_y_zero_transform_bypass
+        if bits.u(1):  # seq_scaling_matrix_present
+            for i in range(8 if chroma != 3 else 12):
+                if bits.u(1):
+                    last = nxt = 8
+                    for _ in range(16 if i < 6 else 64):
+                        if nxt:
+                            nxt = (last + bits.se() + 256) % 256
+                        last = nxt or last
+    bits.ue()  # log2_max_frame_num_minus4
+    poc_type = bits.ue()
+    if poc_type == 0:
+        bits.ue()
+    elif poc_type == 1:
+        bits.u(1)
+        bits.se()
+        bits.se()
+        for _ in range(bits.ue()):
+            bits.se()
+    return bits.ue()
+
+
+def _h264_slice_type(data: bytes, length_size: int | None) -> str | None:
+    """'I', 'P' or 'B' from the first slice header of an access unit (H.264 7.3.3)."""
+    nals = _avcc_nals(data, length_size) if length_size else _annexb_nals(data)
+    for nal in nals:
+        if nal and nal[0] & 0x1F in (1, 5):
+            try:
+                bits = _BitReader(_unescape(nal[1:8]))
+                bits.ue()  # first_mb_in_slice
+                return "PBIPI"[bits.ue() % 5]  # P, B, I, SP, SI
+            except EOFError:
+                return None
+    return None
+
+
+def _mpeg4_vop_type(data: bytes) -> str | None:
+    """'I', 'P' or 'B' from a VOP header (ISO 14496-2 6.2.5); S(GMC)-VOPs count as P."""
+    at = data.find(_VOP_START)
+    if at < 0 or at + 4 >= len(data):
+        return None
+    return "IPBP"[data[at + 4] >> 6]

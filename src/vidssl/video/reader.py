@@ -1,0 +1,609 @@
+"""Reading frames from video files with PyAV.
+
+Frame index ``k`` means the k-th frame the decoder produces, counting from the start of the
+stream in presentation order. That is the only numbering that survives real files: headers
+lie (an AVI header saying 176 frames for 175 that decode), MPEG-4 "not coded" VOPs occupy a
+packet but yield no frame, truncated files lose their tail, and variable-frame-rate files
+have no fixed time step. So the reader never trusts ``stream.frames``.
+
+How a clip is read without decoding the file:
+
+1. On open, the video packets are demuxed once without decoding (cheap: no pixel work).
+   Each packet that will yield a frame contributes its pts; sorting them gives presentation
+   order, so frame ``k`` is the packet with the k-th smallest pts, and the keyframe packets
+   give the frame numbers one can seek to. Plain AVIs (UCF101, HMDB51) skip even that: their
+   own chunk index is used when it provably agrees with the header and the file size.
+2. ``read(indices)`` seeks to the last keyframe at or before the smallest wanted index,
+   decodes forward, and re-seeks only where a keyframe lies between the current position
+   and the next wanted index. One container stays open for the reader's lifetime.
+3. Every decoded frame is checked against the index by counting: after a seek the frames
+   must come out with consecutive numbers. A mismatch (a packet that yielded no frame, a
+   timestamp the index did not predict) means the packet index is wrong for this file; the
+   reader then rebuilds it from one full decode, which is exact by definition. Files whose
+   decoded timestamps are themselves unusable are read by decoding from the start.
+
+Files the packet scan cannot index safely (damaged packets, MPEG-4 "packed B-frames") are
+indexed by a full decode at open; they are rare, and correctness beats speed for them.
+"""
+from __future__ import annotations
+
+import os
+import re
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import av
+import av.error
+import numpy as np
+
+__all__ = ["VideoReadError", "VideoReader", "probe_video"]
+
+# Raw elementary-stream demuxers to try when content probing fails, e.g. an MPEG-4 Part 2
+# stream saved as ".mp4" without a container: the extension steers the probe to the MP4
+# demuxer, which then finds no "moov" atom.
+_RAW_FORMATS = ("m4v", "h264", "hevc", "mpegvideo")
+
+# What PyAV raises for unreadable input: FFmpeg errors (errno-style ones such as EPERM and EIO
+# on damaged files included), and OSError from the file system.
+_AV_ERRORS = (av.error.FFmpegError, OSError)
+
+_VOP_START = b"\x00\x00\x01\xb6"
+# The mpeg4_unpack_bframes filter treats packets up to this size as N-VOP placeholders.
+_MAX_NVOP_SIZE = 19
+
+
+class VideoReadError(Exception):
+    """A video file that cannot be read; ``path`` and ``reason`` say which and why."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        # Both go into args so the exception pickles across DataLoader / process-pool workers.
+        super().__init__(str(path), reason)
+        self.path = str(path)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+class _IndexMismatch(Exception):
+    """Decoded frames disagree with the frame index (internal; triggers a rebuild)."""
+
+
+@dataclass
+class _FrameIndex:
+    """Frame numbers <-> timestamps for one video stream.
+
+    ``pts[k]`` is the presentation timestamp of frame k (strictly increasing), or ``None``
+    when timestamps are unusable and frames can only be counted from the stream start.
+    ``keyframes`` are frame numbers decoding can start from after a seek (ascending).
+    ``source`` says where it came from: "avi index" or "packets" (predicted, verified while
+    decoding) or "decoding" (exact by definition).
+    """
+
+    num_frames: int
+    pts: np.ndarray | None
+    keyframes: np.ndarray
+    source: str
+    number_of: dict[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.pts is not None:
+            self.number_of = {int(p): k for k, p in enumerate(self.pts)}
+
+    @property
+    def exact(self) -> bool:
+        return self.source == "decoding"
+
+    @property
+    def seekable(self) -> bool:
+        return self.pts is not None and len(self.keyframes) > 0
+
+    def keyframe_at_or_before(self, k: int) -> int | None:
+        i = bisect_right(self.keyframes, k) - 1  # type: ignore[arg-type]
+        return int(self.keyframes[i]) if i >= 0 else None
+
+
+class VideoReader:
+    """Random access to the frames of one video file.
+
+    ``size=(H, W)`` resizes every output frame exactly with ``cv2.INTER_AREA``. Attributes:
+    ``path``, ``num_frames`` (frames that really decode), ``fps``, ``size`` (H, W of output
+    frames), ``codec``, ``frames_decoded`` (decoder output so far, for measuring cost),
+    ``expected_frames`` (frames the demuxed packets promise; more than ``num_frames`` after
+    ``count_decodable()`` means damaged packets). Use as a context manager or call
+    ``close()``; the container is closed even when opening fails half-way. Not thread-safe:
+    one reader per thread or worker.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, size: tuple[int, int] | None = None):
+        self.path = str(path)
+        if size is not None:
+            size = (int(size[0]), int(size[1]))
+            if size[0] <= 0 or size[1] <= 0:
+                raise ValueError(f"{self.path}: size must be positive (H, W), got {size}")
+        self._container, self._stream, self._format = _open_video(self.path)
+        try:
+            ctx = self._stream.codec_context
+            self.codec: str = ctx.name
+            self._native_size = (int(ctx.height), int(ctx.width))
+            self.size: tuple[int, int] = size or self._native_size
+            self._resize = size is not None and size != self._native_size
+            self._bsf = None
+            self.frames_decoded = 0  # decoder output so far; shows what a read really costs
+            self._index = self._index_from_avi_entries() or self._index_from_packets()
+            self.fps: float = self._frame_rate()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- public -----------------------------------------------------------------------------
+
+    @property
+    def num_frames(self) -> int:
+        return self._index.num_frames
+
+    def read(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Frames at ``indices`` (any order, repeats allowed) as uint8 [len(indices), H, W, 3]."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if idx.size == 0:
+            return np.empty((0, *self.size, 3), dtype=np.uint8)
+        bad = idx[(idx < 0) | (idx >= self.num_frames)]
+        if bad.size:
+            raise IndexError(
+                f"{self.path}: frame index {int(bad[0])} out of range, video has "
+                f"{self.num_frames} frames (valid indices 0..{self.num_frames - 1})"
+            )
+        wanted = sorted(set(idx.tolist()))
+        frames = self._decode_wanted(wanted)
+        return np.stack([frames[k] for k in idx.tolist()])
+
+    def read_all(self) -> np.ndarray:
+        """Every frame, uint8 [num_frames, H, W, 3] (memory grows with the video length)."""
+        return self.read(np.arange(self.num_frames))
+
+    def count_decodable(self) -> int:
+        """Decode the whole stream once and return the exact frame count (also fixes the index)."""
+        if not self._index.exact:
+            self._index = self._index_from_decoding()
+        return self._index.num_frames
+
+    def close(self) -> None:
+        container = getattr(self, "_container", None)
+        if container is not None:
+            self._container = None
+            container.close()
+
+    def __enter__(self) -> "VideoReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # last resort; always close explicitly
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        return (f"VideoReader({self.path!r}, num_frames={self.num_frames}, fps={self.fps:.3f}, "
+                f"size={self.size}, codec={self.codec!r})")
+
+    # -- indexing ---------------------------------------------------------------------------
+
+    def _index_from_avi_entries(self) -> _FrameIndex | None:
+        """The AVI's own chunk index (idx1 / OpenDML), when it provably maps 1:1 to frames.
+
+        Reading it costs no packet I/O, which matters when a loader opens one file per clip.
+        Only used when the header's frame count, the index and the file size agree, no
+        B-frames reorder presentation, and (MPEG-4) no chunk is small enough to be a "not
+        coded" VOP or a packed-B-frame placeholder; everything else takes the packet scan.
+        """
+        stream = self._stream
+        if self._container.format.name != "avi" or stream.codec_context.has_b_frames:
+            return None
+        entries = stream.index_entries
+        n = len(entries)
+        if n == 0 or n != stream.frames:
+            return None
+        file_size = os.path.getsize(self.path)
+        mpeg4 = self.codec == "mpeg4"
+        pts = np.empty(n, dtype=np.int64)
+        keyframes = []
+        for i, entry in enumerate(entries):
+            if entry.pos + 8 + entry.size > file_size:  # 8: chunk header; beyond = truncated
+                return None
+            if entry.size == 0 or (mpeg4 and entry.size <= _MAX_NVOP_SIZE):
+                return None
+            pts[i] = entry.timestamp
+            if entry.flags & 1:  # AVINDEX_KEYFRAME
+                keyframes.append(i)
+        if not keyframes or np.any(np.diff(pts) <= 0):
+            return None
+        if mpeg4:
+            first = next(self._container.demux(stream), None)  # stream headers: packed B-frames?
+            if first is None or _divx_packed((stream.codec_context.extradata or b"") + bytes(first)):
+                return None
+        self.expected_frames = n
+        return _FrameIndex(n, pts, np.array(keyframes, dtype=np.int64), "avi index")
+
+    def _index_from_packets(self) -> _FrameIndex:
+        """Predict frame numbers from a demux-only pass; falls back to decoding when unsafe."""
+        pts: list[int] = []
+        key_pts: list[int] = []
+        safe = True
+        mpeg4 = self.codec == "mpeg4"
+        extradata = self._stream.codec_context.extradata or b""
+        vop_resolution = None
+        first_packet = True
+        previous = None
+        frame_packets = 0
+        try:
+            for packet in self._container.demux(self._stream):
+                if packet.size == 0:
+                    continue  # end-of-stream marker
+                if packet.is_discard:
+                    continue  # dropped by the decoder by design (edit lists)
+                if packet.is_corrupt:
+                    safe = False  # may or may not decode: only decoding can tell
+                if mpeg4 and first_packet:
+                    # Stream headers sit in extradata and/or before the first VOP.
+                    data = bytes(packet)
+                    headers = extradata + data[: max(data.find(_VOP_START), 0)]
+                    vop_resolution = _mpeg4_time_resolution(headers)
+                    if _divx_packed(headers):
+                        self._use_unpack_filter()
+                        safe = False
+                first_packet = False
+                if mpeg4 and packet.size <= _MAX_NVOP_SIZE and self._bsf is None:
+                    coded = _mpeg4_vop_coded(bytes(packet), vop_resolution)
+                    if coded is None:
+                        safe = False
+                    elif not coded:
+                        if previous is not None and bytes(previous).count(_VOP_START) > 1:
+                            # An N-VOP placeholder after a two-VOP packet: packed B-frames
+                            # without the DivX flag; FFmpeg's decoder would drop the B-frames.
+                            self._use_unpack_filter()
+                            safe = False
+                        else:
+                            continue  # "not coded" VOP: the decoder outputs no frame for it
+                previous = packet
+                frame_packets += 1
+                if packet.pts is None:
+                    safe = False
+                    continue
+                pts.append(int(packet.pts))
+                if packet.is_keyframe:
+                    key_pts.append(int(packet.pts))
+        except _AV_ERRORS:
+            # Damaged data part-way: what demuxed so far is real, but decoding decides.
+            safe = False
+        self.expected_frames = frame_packets
+        if not pts and safe:
+            raise VideoReadError(self.path, "video stream contains no frames (no packets)")
+        order = np.array(sorted(pts), dtype=np.int64)
+        if not safe or np.any(np.diff(order) == 0):
+            return self._index_from_decoding()
+        keyframes = np.searchsorted(order, np.array(sorted(set(key_pts)), dtype=np.int64))
+        return _FrameIndex(len(order), order, keyframes, "packets")
+
+    def _use_unpack_filter(self) -> None:
+        """Route packets through mpeg4_unpack_bframes: DivX "packed B-frames" store a P- and a
+        B-frame in one packet and a placeholder in the next; unpacked, every packet is one
+        frame. Their packet timestamps do not follow presentation order, so such files are
+        indexed by decoding."""
+        if self._bsf is None:
+            self._bsf = _unpack_bframes_filter(self._stream)
+
+    def _index_from_decoding(self) -> _FrameIndex:
+        """Exact index: decode the stream from its start and record every frame."""
+        pts: list[int | None] = []
+        key: list[int] = []
+        try:
+            self._seek_to_start()
+            for frame in self._decoded_frames():
+                if frame.key_frame:
+                    key.append(len(pts))
+                pts.append(frame.pts)
+        except _AV_ERRORS as e:
+            if not pts:
+                raise VideoReadError(self.path, f"no frame decodes ({_describe(e)})") from e
+            # Frames before the damage are kept; the video ends where decoding stopped.
+        if not pts:
+            raise VideoReadError(self.path, "no frame decodes (stream holds no decodable video)")
+        usable = all(p is not None for p in pts) and all(a < b for a, b in zip(pts, pts[1:]))
+        order = np.array(pts, dtype=np.int64) if usable else None
+        return _FrameIndex(len(pts), order, np.array(key, dtype=np.int64), "decoding")
+
+    # -- decoding ---------------------------------------------------------------------------
+
+    def _decode_wanted(self, wanted: list[int]) -> dict[int, np.ndarray]:
+        """Decode the frames numbered in ``wanted`` (ascending, unique) -> {number: RGB array}."""
+        if self._container is None:
+            raise ValueError(f"{self.path}: reader is closed")
+        try:
+            while self._index.seekable:
+                try:
+                    return self._decode_seeking(wanted)
+                except _IndexMismatch:
+                    if self._index.exact:
+                        break  # seeking itself misbehaves in this file: count from the start
+                    # The packets mispredicted this file: index it by decoding, exact by
+                    # definition, then seek again with the corrected index.
+                    self._index = self._index_from_decoding()
+                    self._check_still_in_range(wanted)
+            return self._decode_from_start(wanted)
+        except _AV_ERRORS as e:
+            raise VideoReadError(self.path, f"decoding failed ({_describe(e)})") from e
+
+    def _decode_seeking(self, wanted: list[int]) -> dict[int, np.ndarray]:
+        index = self._index
+        got: dict[int, np.ndarray] = {}
+        want = set(wanted)
+        frames: Iterator | None = None
+        pos: int | None = None  # number of the last frame decoded since the latest seek
+        for target in wanted:
+            key = index.keyframe_at_or_before(target)
+            if frames is None or pos is None or (key is not None and key > pos + 1):
+                # Seeking skips frames only when a keyframe lies past the current position.
+                if key is None:
+                    self._seek_to_start()
+                else:
+                    self._seek_to_keyframe(key)
+                frames, pos = self._decoded_frames(), None
+            while pos is None or pos < target:
+                frame = next(frames, None)
+                if frame is None:
+                    raise _IndexMismatch(f"stream ended before frame {target}")
+                number = index.number_of.get(frame.pts) if frame.pts is not None else None
+                if number is None:
+                    raise _IndexMismatch(f"unexpected timestamp {frame.pts}")
+                if pos is None and number > target:
+                    raise _IndexMismatch(f"seek for frame {target} landed at {number}")
+                if pos is not None and number != pos + 1:
+                    raise _IndexMismatch(f"frame {pos + 1} missing after seek")
+                pos = number
+                if number in want:
+                    got[number] = self._to_rgb(frame)
+        return got
+
+    def _decode_from_start(self, wanted: list[int]) -> dict[int, np.ndarray]:
+        got: dict[int, np.ndarray] = {}
+        want = set(wanted)
+        self._seek_to_start()
+        for number, frame in enumerate(self._decoded_frames()):
+            if number in want:
+                got[number] = self._to_rgb(frame)
+            if number >= wanted[-1]:
+                return got
+        raise VideoReadError(
+            self.path, f"frame {wanted[-1]} requested but decoding ends before it "
+            f"(file damaged or changed since it was opened)")
+
+    def _decoded_frames(self) -> Iterator[av.VideoFrame]:
+        """Frames from the current demux position to the end; undecodable packets are skipped."""
+        ctx = self._stream.codec_context
+        for packet in self._container.demux(self._stream):
+            at_end = packet.size == 0
+            if self._bsf is not None:
+                packets = self._bsf.filter(None if at_end else packet)
+            else:
+                packets = [] if at_end else [packet]
+            for p in packets:
+                try:
+                    frames = ctx.decode(p)
+                except av.error.InvalidDataError:
+                    continue  # that frame is lost; numbering counts what decodes
+                self.frames_decoded += len(frames)
+                yield from frames
+            if at_end:
+                frames = ctx.decode(None)  # drain frames the decoder still holds
+                self.frames_decoded += len(frames)
+                yield from frames
+
+    def _seek_to_start(self) -> None:
+        try:
+            self._container.seek(0, backward=True)
+        except av.error.FFmpegError:
+            # Raw elementary streams without timestamps (e.g. .h264) cannot seek at all:
+            # reopening is the only way back to the first frame.
+            index = self._stream.index
+            self._container.close()
+            self._container = av.open(self.path, format=self._format, metadata_errors="ignore")
+            self._stream = next(s for s in self._container.streams if s.index == index)
+            if self._bsf is not None:
+                self._bsf = _unpack_bframes_filter(self._stream)
+        if self._bsf is not None:
+            self._bsf.flush()
+
+    def _seek_to_keyframe(self, key: int) -> None:
+        try:
+            self._container.seek(int(self._index.pts[key]), stream=self._stream, backward=True)
+        except av.error.FFmpegError as e:
+            raise _IndexMismatch(f"cannot seek ({_describe(e)})") from e
+        if self._bsf is not None:
+            self._bsf.flush()
+
+    def _check_still_in_range(self, wanted: list[int]) -> None:
+        if wanted[-1] >= self._index.num_frames:
+            raise VideoReadError(
+                self.path, f"frame {wanted[-1]} requested but only {self._index.num_frames} frames "
+                f"decode (the packet index over-counted; num_frames is now corrected)")
+
+    def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        rgb = frame.to_ndarray(format="rgb24")
+        if self._resize or rgb.shape[:2] != self.size:
+            import cv2  # only readers that resize load OpenCV
+
+            rgb = cv2.resize(rgb, (self.size[1], self.size[0]), interpolation=cv2.INTER_AREA)
+        return np.ascontiguousarray(rgb)
+
+    def _frame_rate(self) -> float:
+        for rate in (self._stream.average_rate, self._stream.guessed_rate):
+            if rate:
+                return float(rate)
+        pts, tb = self._index.pts, self._stream.time_base
+        if pts is not None and len(pts) > 1 and tb:
+            return float((len(pts) - 1) / ((pts[-1] - pts[0]) * tb))
+        return 0.0
+
+
+def probe_video(path: str | os.PathLike, *, full: bool = False) -> dict:
+    """``{"num_frames", "fps", "size": (H, W), "codec"}`` of a video, checked by decoding.
+
+    The quick probe decodes the first and the last frame, which proves the file opens, the
+    codec works and the frame count holds at the tail (where truncation and lying headers
+    show). ``full=True`` decodes every frame and reports the exact count. Raises
+    ``VideoReadError`` naming the path for anything unreadable.
+    """
+    with VideoReader(path) as reader:
+        if full:
+            reader.count_decodable()
+        else:
+            reader.read([0])
+            while True:
+                last = reader.num_frames - 1
+                try:
+                    reader.read([last])
+                    break
+                except VideoReadError:
+                    if reader.num_frames > last:
+                        raise  # a real failure, not a frame count corrected by decoding
+        return {"num_frames": reader.num_frames, "fps": reader.fps, "size": reader.size,
+                "codec": reader.codec}
+
+
+# -- opening --------------------------------------------------------------------------------
+
+
+def _open_video(path: str):
+    """Open ``path`` and pick its video stream; returns (container, stream, format forced)."""
+    p = Path(path)
+    if not p.exists():
+        raise VideoReadError(path, "file does not exist")
+    if not p.is_file():
+        raise VideoReadError(path, "not a regular file")
+    if p.stat().st_size == 0:
+        raise VideoReadError(path, "file is empty (0 bytes)")
+    try:
+        container = av.open(path, metadata_errors="ignore")
+    except _AV_ERRORS as e:
+        first_error = _describe(e)
+    else:
+        return container, _video_stream_or_close(path, container), None
+    # Content probing failed: maybe a raw elementary stream behind a misleading extension.
+    for fmt in _RAW_FORMATS:
+        try:
+            container = av.open(path, format=fmt, metadata_errors="ignore")
+        except _AV_ERRORS:
+            continue
+        try:
+            return container, _video_stream_or_close(path, container), fmt
+        except VideoReadError:
+            continue
+    raise VideoReadError(path, f"not a readable video file ({first_error}; "
+                               f"also not a raw {'/'.join(_RAW_FORMATS)} stream)")
+
+
+def _video_stream_or_close(path: str, container):
+    """The first real video stream (not cover art) with known dimensions; closes on failure."""
+    for stream in container.streams.video:
+        if stream.disposition & av.stream.Disposition.attached_pic:
+            continue
+        ctx = stream.codec_context
+        if ctx is not None and ctx.width > 0 and ctx.height > 0:
+            return stream
+    kinds = ", ".join(f"{s.type} ({s.codec_context.name if s.codec_context else '?'})"
+                      for s in container.streams) or "none"
+    container.close()
+    raise VideoReadError(path, f"no video stream (streams found: {kinds})")
+
+
+def _describe(error: BaseException) -> str:
+    text = getattr(error, "strerror", None) or str(error) or type(error).__name__
+    return f"{type(error).__name__}: {text}"
+
+
+# -- MPEG-4 Part 2 bitstream details --------------------------------------------------------
+
+
+def _unpack_bframes_filter(stream):
+    from av.bitstream import BitStreamFilterContext
+
+    return BitStreamFilterContext("mpeg4_unpack_bframes", stream)
+
+
+_DIVX_USER_DATA = re.compile(rb"DivX(\d+)(?:Build|b)(\d+)(.)?")
+
+
+def _divx_packed(headers: bytes) -> bool:
+    """DivX writes "DivX503b1393p" in user data when B-frames are packed (FFmpeg's own test)."""
+    match = _DIVX_USER_DATA.search(headers)
+    return bool(match) and match.group(3) == b"p"
+
+
+class _Bits:
+    def __init__(self, data: bytes, start: int):
+        self.value = int.from_bytes(data[start:], "big")
+        self.left = 8 * (len(data) - start)
+
+    def read(self, n: int) -> int:
+        if n > self.left:
+            raise EOFError
+        self.left -= n
+        return (self.value >> self.left) & ((1 << n) - 1)
+
+
+def _mpeg4_time_resolution(data: bytes | None) -> int | None:
+    """vop_time_increment_resolution from a Video Object Layer header (ISO 14496-2 6.2.3)."""
+    if not data:
+        return None
+    at = 0
+    while True:
+        at = data.find(b"\x00\x00\x01", at)
+        if at < 0 or at + 4 > len(data):
+            return None
+        if 0x20 <= data[at + 3] <= 0x2F:  # video_object_layer_start_code
+            break
+        at += 3
+    bits = _Bits(data[: at + 4 + 32], at + 4)
+    try:
+        bits.read(1 + 8)  # random_accessible_vol, video_object_type_indication
+        verid = 1
+        if bits.read(1):  # is_object_layer_identifier
+            verid = bits.read(4)
+            bits.read(3)
+        if bits.read(4) == 0xF:  # aspect_ratio_info: extended PAR
+            bits.read(16)
+        if bits.read(1):  # vol_control_parameters
+            bits.read(3)  # chroma_format, low_delay
+            if bits.read(1):  # vbv_parameters
+                bits.read(79)
+        shape = bits.read(2)
+        if shape == 3 and verid != 1:
+            bits.read(4)
+        bits.read(1)  # marker
+        resolution = bits.read(16)
+    except EOFError:
+        return None
+    return resolution or None
+
+
+def _mpeg4_vop_coded(data: bytes, resolution: int | None) -> bool | None:
+    """Whether the VOP in ``data`` is coded (ISO 14496-2 6.2.5); None when it cannot tell."""
+    at = data.find(_VOP_START)
+    if at < 0 or resolution is None:
+        return None
+    bits = _Bits(data, at + 4)
+    try:
+        bits.read(2)  # vop_coding_type
+        while bits.read(1):  # modulo_time_base
+            pass
+        bits.read(1)  # marker
+        bits.read(max(1, (resolution - 1).bit_length()))  # vop_time_increment
+        bits.read(1)  # marker
+        return bool(bits.read(1))  # vop_coded
+    except EOFError:
+        return None

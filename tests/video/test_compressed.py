@@ -1,0 +1,250 @@
+"""Compressed-domain reading: picture types, I-frames and motion vectors of known motion."""
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from vidssl.data.augment import ClipAugment
+from vidssl.video.compressed import (
+    MotionVectorWarning,
+    accumulate_motion_vectors,
+    read_compressed,
+    resize_vector_map,
+)
+from vidssl.video.reader import VideoReader, VideoReadError
+from vidssl.video.writer import write_video
+
+SIZE, OBJ, FRAMES = 96, 32, 14
+# (top, left, dx, dy): each object moves a known integer number of pixels per frame.
+OBJECTS = ((12, 6, 3, 0), (44, 58, -2, 1))
+
+
+def render(objects=OBJECTS, size=SIZE, obj=OBJ, frames=FRAMES, seed=0) -> np.ndarray:
+    """Objects with a blocky random texture moving over a smooth static background.
+
+    Sharp 4-px texture cells make the encoders' motion search unambiguous (noise makes the
+    MPEG-4 encoder code some blocks intra, smooth textures invite H.264 sub-pixel guesses).
+    """
+    rng = np.random.default_rng(seed)
+    background = cv2.GaussianBlur(rng.integers(0, 256, (size, size, 3), dtype=np.uint8), (5, 5), 1.0)
+    textures = [rng.integers(0, 256, (obj // 4, obj // 4, 3), dtype=np.uint8).repeat(4, 0).repeat(4, 1)
+                for _ in objects]
+    out = np.repeat(background[None], frames, axis=0)
+    for t in range(frames):
+        for (top, left, dx, dy), texture in zip(objects, textures):
+            out[t, top + dy * t:top + dy * t + obj, left + dx * t:left + dx * t + obj] = texture
+    return out
+
+
+def write(tmp_path, name, frames=None, **kw):
+    path = tmp_path / name
+    write_video(path, render() if frames is None else frames, **kw)
+    return path
+
+
+def h264(tmp_path, name="clip.mp4", frames=None, refs=1, bframes=0):
+    # One encoder thread (codec-level option; x264-params' threads=1 is overridden): threaded
+    # x264 may take different decisions from run to run.
+    return write(tmp_path, name, frames, codec="libx264", max_b_frames=bframes,
+                 options={"threads": "1", "x264-params": f"ref={refs}:bframes={bframes}"})
+
+
+def object_boxes(t, objects=OBJECTS, obj=OBJ):
+    return [(top + dy * t, left + dx * t, dx, dy) for top, left, dx, dy in objects]
+
+
+def macroblocks_inside(top, left, obj=OBJ, mb=16):
+    """16x16 macroblocks (pixel slices) lying entirely inside an object's square."""
+    rows = [r for r in range(0, SIZE, mb) if r >= top and r + mb <= top + obj]
+    cols = [c for c in range(0, SIZE, mb) if c >= left and c + mb <= left + obj]
+    return [(slice(r, r + mb), slice(c, c + mb)) for r in rows for c in cols]
+
+
+def interior(maps_t, top, left, obj=OBJ):
+    """Map values [K, 2] over the 16x16 macroblocks lying entirely inside an object."""
+    blocks = macroblocks_inside(top, left, obj)
+    assert blocks, "the object must cover at least one whole macroblock"
+    return np.concatenate([maps_t[rows, cols].reshape(-1, 2) for rows, cols in blocks])
+
+
+def agreement(values, expected) -> float:
+    return float((values == np.asarray(expected, np.float32)).all(axis=-1).mean())
+
+
+def check_known_motion(maps, valid, frame_types):
+    """Vectors inside each object equal its motion; the static background far from them is zero.
+
+    Encoders are free to code a block intra (no vector) or, in H.264, to skip a background
+    block with its neighbours' predicted vector; a sign or placement error would instead
+    break every block. So: at least 90% of the objects' interior and 95% of the far
+    background must match exactly, and every object's median vector must be its motion.
+    """
+    inside, matched, background = 0, 0, []
+    for t in range(1, len(frame_types)):
+        if frame_types[t] == "I":
+            assert not valid[t] and not maps[t].any()
+            continue
+        assert valid[t]
+        near_motion = np.zeros((SIZE, SIZE), bool)
+        for top, left, dx, dy in object_boxes(t):
+            values = interior(maps[t], top, left)
+            np.testing.assert_array_equal(np.median(values, axis=0), [dx, dy])
+            inside += len(values)
+            matched += agreement(values, [dx, dy]) * len(values)
+            for tt in (t - 1, t):  # where the object is now or was (uncovered background)
+                top2, left2 = top - dy * (t - tt), left - dx * (t - tt)
+                near_motion[max(0, top2 - 16):top2 + OBJ + 16, max(0, left2 - 16):left2 + OBJ + 16] = True
+        background.append(agreement(maps[t][~near_motion], [0, 0]))
+    assert matched / inside >= 0.9, matched / inside
+    assert np.mean(background) >= 0.95 and min(background) >= 0.8, background
+
+
+@pytest.mark.parametrize("codec", ["mpeg4", "h264"])
+def test_vectors_equal_known_motion(tmp_path, codec):
+    path = write(tmp_path, "clip.avi") if codec == "mpeg4" else h264(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MotionVectorWarning)  # a CoViAR-style stream warns nothing
+        video = read_compressed(path, downsample=1)
+    assert video.codec == codec and video.per_frame
+    assert video.frame_types == ["I"] + ["P"] * 11 + ["I", "P"]
+    assert video.motion_vectors.shape == (FRAMES, SIZE, SIZE, 2) and video.motion_vectors.dtype == np.float32
+    check_known_motion(video.motion_vectors, video.mv_valid, video.frame_types)
+
+
+def test_downsampled_maps_are_the_full_map_on_a_coarser_grid(tmp_path):
+    path = write(tmp_path, "clip.avi", frames=render(size=SIZE - 6, frames=4))  # 90 px: partial blocks
+    full = read_compressed(path, downsample=1, iframes=False).motion_vectors
+    quarter = read_compressed(path, iframes=False).motion_vectors  # default 1/4
+    assert quarter.shape == (4, 23, 23, 2)
+    np.testing.assert_array_equal(quarter, full[:, ::4, ::4])
+    eighth = read_compressed(path, downsample=8, iframes=False).motion_vectors
+    assert eighth.shape == (4, 12, 12, 2)
+    np.testing.assert_allclose(eighth[:, :11, :11], full[:, :88, :88].reshape(4, 11, 8, 11, 8, 2).mean(axis=(2, 4)),
+                               atol=1e-5)
+
+
+def test_iframes_and_types_match_a_full_decode(tmp_path):
+    path = write(tmp_path, "clip.avi")
+    video = read_compressed(path)
+    np.testing.assert_array_equal(video.iframe_indices, [0, 12])
+    with VideoReader(path) as reader:
+        np.testing.assert_array_equal(video.iframes, reader.read([0, 12]))
+    fast = read_compressed(path, motion_vectors=False)  # key frames only
+    assert fast.frame_types == video.frame_types and fast.motion_vectors is None
+    np.testing.assert_array_equal(fast.iframes, video.iframes)
+    short = read_compressed(path, max_frames=5)
+    assert short.num_frames == 5 and short.motion_vectors.shape[0] == 5
+    np.testing.assert_array_equal(short.motion_vectors, video.motion_vectors[:5])
+
+
+def test_key_frame_mode_reads_b_frame_types_from_headers(tmp_path):
+    path = write(tmp_path, "clip.m4v", max_b_frames=2)
+    with pytest.warns(MotionVectorWarning):
+        full = read_compressed(path)
+    fast = read_compressed(path, motion_vectors=False)
+    assert "B" in full.frame_types and fast.frame_types == full.frame_types
+    np.testing.assert_array_equal(fast.iframes, full.iframes)
+
+
+def test_h264_with_b_frames_and_references_warns_and_keeps_what_is_correct(tmp_path):
+    path = h264(tmp_path, refs=3, bframes=2)
+    with pytest.warns(MotionVectorWarning) as caught:
+        video = read_compressed(path, downsample=1)
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert str(path) in message and "vidssl extract reencode" in message and "B-frames" in message
+    assert "B" in video.frame_types and not video.per_frame and video.max_ref_frames >= 3
+    with VideoReader(path) as reader:
+        np.testing.assert_array_equal(video.iframes, reader.read(video.iframe_indices))
+    # Only frames right after the IDR frame are known to reference the previous frame.
+    after_idr = [t for t in range(1, FRAMES) if video.frame_types[t - 1] == "I"]
+    assert list(np.flatnonzero(video.mv_valid)) == after_idr == [1, 13]
+    assert not video.motion_vectors[~video.mv_valid].any()
+    for t in after_idr:
+        for top, left, dx, dy in object_boxes(t):
+            values = interior(video.motion_vectors[t], top, left)
+            # A B-frame block predicted only from the future (or intra) has no past vector: 0.
+            assert agreement(values, [dx, dy]) + agreement(values, [0, 0]) >= 0.9
+            assert agreement(values, [dx, dy]) >= (0.9 if video.frame_types[t] == "P" else 0.0)
+        assert any(agreement(interior(video.motion_vectors[t], top, left), [dx, dy]) > 0.5
+                   for top, left, dx, dy in object_boxes(t))
+
+
+def test_mpeg4_with_b_frames_keeps_frames_after_an_anchor(tmp_path):
+    path = write(tmp_path, "clip.avi", max_b_frames=1)
+    with pytest.warns(MotionVectorWarning, match="B-frames"):
+        video = read_compressed(path, downsample=1)
+    types = video.frame_types
+    expected = [t > 0 and types[t] != "I" and types[t - 1] != "B" for t in range(len(types))]
+    np.testing.assert_array_equal(video.mv_valid, expected)
+    assert video.mv_valid.any() and not video.mv_valid.all()
+
+
+def test_accumulated_vectors_trace_back_to_the_iframe(tmp_path):
+    path = write(tmp_path, "clip.avi")
+    video = read_compressed(path, downsample=1, accumulated=True)
+    assert video.accumulated and video.mv_valid.all()  # I-frames: zero displacement, by definition
+    for t in (0, 5, 11, 12, 13):
+        since_i = t - (12 if t >= 12 else 0)
+        for top, left, dx, dy in object_boxes(t):
+            centre = video.motion_vectors[t, top + OBJ // 2, left + OBJ // 2]
+            np.testing.assert_array_equal(centre, [dx * since_i, dy * since_i])
+    # The function itself: a chain broken by an unknown frame stays broken until the next I-frame.
+    maps = np.ones((4, 2, 2, 2), np.float32)
+    acc, valid = accumulate_motion_vectors(maps, ["I", "P", "P", "P"], np.array([False, True, False, True]))
+    np.testing.assert_array_equal(valid, [True, True, False, False])
+    assert acc[1, 0, 0, 0] == 1 and not acc[2:].any()
+
+
+def test_unreadable_file_raises_naming_it(tmp_path):
+    bad = tmp_path / "broken.avi"
+    bad.write_bytes(b"RIFF" + bytes(range(256)) * 8)
+    with pytest.raises(VideoReadError, match="broken.avi"):
+        read_compressed(bad)
+
+
+def _geometry(n, size, box, flip):
+    aug = ClipAugment(crop_size=size)
+    params = aug.sample_params(n, SIZE, SIZE, torch.Generator().manual_seed(0))
+    params = dataclasses.replace(params, boxes=torch.tensor([box] * n, dtype=torch.float32),
+                                 flip=torch.tensor([flip] * n))
+    return aug, params
+
+
+def test_flip_of_vector_maps_matches_the_flipped_video(tmp_path):
+    frames = render(frames=4)
+    original = read_compressed(write(tmp_path, "a.avi", frames), downsample=1).motion_vectors
+    flipped_video = read_compressed(write(tmp_path, "b.avi", np.ascontiguousarray(frames[:, :, ::-1])),
+                                    downsample=1).motion_vectors
+    aug, params = _geometry(1, SIZE, (0, 0, SIZE, SIZE), True)
+    flipped_maps = aug.apply_geometry(torch.from_numpy(original[None]), params, vector_field=True)
+    flipped_maps = flipped_maps[0].permute(1, 2, 3, 0).numpy()  # [T, H, W, 2]
+    for t in range(1, 4):
+        for top, left, dx, dy in object_boxes(t):
+            mirrored_left = SIZE - left - OBJ
+            of_video = interior(flipped_video[t], top, mirrored_left)
+            of_maps = interior(flipped_maps[t], top, mirrored_left)
+            assert agreement(of_video, [-dx, dy]) >= 0.75  # moving the other way
+            assert agreement(of_maps, [-dx, dy]) >= 0.75
+            assert agreement(of_maps, of_video) >= 0.75
+
+
+def test_resize_of_vector_maps_rescales_the_values(tmp_path):
+    frames = render(objects=((8, 8, 4, 2),), obj=64, frames=4)
+    original = read_compressed(write(tmp_path, "a.avi", frames), downsample=1).motion_vectors
+    half = np.stack([cv2.resize(f, (SIZE // 2, SIZE // 2), interpolation=cv2.INTER_AREA) for f in frames])
+    half_video = read_compressed(write(tmp_path, "b.avi", half), downsample=1).motion_vectors
+    aug, params = _geometry(1, SIZE // 2, (0, 0, SIZE, SIZE), False)
+    resized = aug.apply_geometry(torch.from_numpy(original[None]), params, vector_field=True)
+    resized = resized[0].permute(1, 2, 3, 0).numpy()
+    np.testing.assert_allclose(resize_vector_map(original, (SIZE // 2, SIZE // 2)), resized[..., :, :, :], atol=1e-5)
+    for t in range(1, 4):
+        for top, left, dx, dy in object_boxes(t, ((8, 8, 4, 2),)):
+            cy, cx = (top + 32) // 2, (left + 32) // 2  # object centre in the half-size frame
+            np.testing.assert_allclose(resized[t, cy, cx], [dx / 2, dy / 2], atol=1e-5)
+            np.testing.assert_allclose(half_video[t, cy, cx], [dx / 2, dy / 2], atol=0.5)
