@@ -13,3 +13,26 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def tiny_benchmark(tmp_path_factory):
+    """The embedded benchmark's 'tiny' preset (32 px, 16 frames, 4 videos per class and list)."""
+    from vidssl.data.synthetic import generate_benchmark
+
+    return generate_benchmark(tmp_path_factory.mktemp("bench") / "tiny", preset="tiny", seed=0, workers=1,
+                              progress=False)
+
+
+def tiny_overrides(root, run_dir, **extra):
+    """Config overrides for a seconds-long pretraining run on the tiny benchmark."""
+    values = {
+        "data.root": root, "run_dir": run_dir, "data.frame_size": "[32,32]", "data.num_workers": 0,
+        "augment.crop_size": 28, "model.backbone": "r3d", "model.depth": 10, "model.width": 8,
+        "trainer.batch_size": 4, "trainer.max_steps": 4, "trainer.max_time_seconds": "null",
+        "trainer.checkpoint_every_n_steps": 2, "trainer.log_every_n_steps": 1, "trainer.progress": False,
+        "trainer.precision": "32-true", "trainer.channels_last": False,
+        "eval.num_clips": 2, "eval.batch_size": 8,
+    }
+    values.update(extra)
+    return [f"{k}={v}" for k, v in values.items()]

@@ -43,9 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in run_dir from checkpoints/last.ckpt")
 
     p = sub.add_parser("evaluate", help="retrieval R@k and linear probe of a pretrained (or random) backbone")
-    p.add_argument("run_dir", nargs="?", help="a run directory from `vidssl pretrain`")
     p.add_argument("--random", action="store_true", help="evaluate a randomly initialised backbone")
-    _add_config_args(p)
+    p.add_argument("-c", "--config", action="append", default=[], help="YAML config (repeatable; later wins)")
+    p.add_argument("targets", nargs="*", metavar="RUN_DIR | key=value",
+                   help="a run directory from `vidssl pretrain` and/or key=value overrides")
     p.add_argument("--test-split", type=int, action="append", default=None,
                    help="test list(s) to score (default: the config's data.split)")
     p.add_argument("--out", help="JSON file for the results (default: RUN_DIR/eval.json)")
@@ -120,8 +121,11 @@ def _evaluate(args) -> int:
     from vidssl.train.export import load_backbone
     from vidssl.train.run import catalog_from_config
 
-    if bool(args.run_dir) == bool(args.random):
-        raise ValueError("give either a RUN_DIR or --random (with -c CONFIG)")
+    run_dirs = [t for t in args.targets if "=" not in t]
+    args.overrides = [t for t in args.targets if "=" in t]
+    if len(run_dirs) > 1 or bool(run_dirs) == bool(args.random):
+        raise ValueError("give either one RUN_DIR or --random (with -c CONFIG)")
+    args.run_dir = run_dirs[0] if run_dirs else None
     paths = ([Path(args.run_dir) / "config.yaml"] if args.run_dir else []) + list(args.config)
     cfg = load_config(paths, args.overrides)
     backbone = build_backbone(cfg.model.backbone, width=cfg.model.width, depth=cfg.model.depth)

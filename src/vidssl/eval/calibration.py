@@ -104,7 +104,7 @@ _BORDER = 3  # px ignored at each border: flow there is unreliable where content
 
 
 def motion_descriptor(flow: np.ndarray) -> np.ndarray:
-    """Statistics of a forward optical flow field [T, H, W, 2] of one video: float32 [D] (D = 45).
+    """Statistics of a forward optical flow field [T, H, W, 2] of one video: float32 [D] (D = 46).
 
     The camera pan is removed first (the per-frame median flow; the moving object covers far
     less than half the frame). Per frame, the motion-weighted mean velocity ``v_t`` of the moving
@@ -239,7 +239,7 @@ def scene_only_features(paths: Sequence[str], *, num_frames: int = 3, workers: i
 
 def motion_only_features(paths: Sequence[str], *, max_frames: int | None = None, method: str = "dis",
                          workers: int = 0, progress: bool = True) -> np.ndarray:
-    """Motion-only features of each video: float32 [N, 45], :func:`motion_descriptor` of the optical
+    """Motion-only features of each video: float32 [N, 46], :func:`motion_descriptor` of the optical
     flow (``vidssl.video.flow.optical_flow``) over the first ``max_frames`` frames (all by default)."""
     return _map_videos(_motion_job, [(str(p), max_frames, method) for p in paths], workers, progress,
                        "motion-only")
@@ -313,7 +313,7 @@ def calibration_rows(root: str | os.PathLike, *, rows: Sequence[str] = CALIBRATI
     result). Returns ``{"scene-only": {"split1": {"R@1": ...}, ...}, ..., "gallery_size": {...},
     "query_size": {...}, "chance_R@1": ...}``.
     """
-    from ..data.catalogs import ucf101
+    from ..data.catalogs import Catalog, ucf101
     from .retrieval import retrieval_recall
 
     unknown = [r for r in rows if r not in CALIBRATION_ROWS]
@@ -328,7 +328,7 @@ def calibration_rows(root: str | os.PathLike, *, rows: Sequence[str] = CALIBRATI
                 if seen[record.label] < gallery_per_class:
                     kept.append(record)
                     seen[record.label] += 1
-            gallery.records = kept
+            gallery = Catalog(kept, gallery.classes, f"{gallery.name}-first{gallery_per_class}")
         catalogs[split] = (gallery, ucf101(root, split=split, subset="test"))
     paths = sorted({r.path for g, q in catalogs.values() for r in g.records + q.records})
     position = {p: i for i, p in enumerate(paths)}

@@ -45,7 +45,7 @@ class JsonlMetrics(L.Callback):
         self._start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        step = trainer.global_step
+        step = int(pl_module.batches_seen)
         if trainer.global_rank != 0 or step % self.every:
             return
         record = {"step": step, "epoch": pl_module.current_epoch_from_step(),

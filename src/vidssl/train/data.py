@@ -31,9 +31,10 @@ class VideoDataModule(L.LightningDataModule):
                                 samples_per_epoch=self.samples_per_epoch)
 
     def train_dataloader(self) -> DataLoader:
-        # Called after a checkpoint is restored, so global_step is where the run resumes.
+        # Called after a checkpoint is restored, so the module's batch counter is where the run
+        # resumes (it counts skipped steps too, unlike trainer.global_step).
         trainer = self.trainer
-        start = trainer.global_step if trainer is not None else 0
+        start = int(trainer.lightning_module.batches_seen) if trainer is not None else 0
         rank = trainer.global_rank if trainer is not None else 0
         world = trainer.world_size if trainer is not None else 1
         return DataLoader(

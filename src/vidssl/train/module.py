@@ -38,9 +38,12 @@ class MethodModule(L.LightningModule):
         self.seed = seed
         self.tally = BadVideoTally(max_bad_fraction)
         self.register_buffer("skipped_steps", torch.zeros((), dtype=torch.long))
+        # Batches consumed, skipped ones included. Lightning's global_step counts optimiser
+        # steps only, so data order and random streams are keyed on this counter instead.
+        self.register_buffer("batches_seen", torch.zeros((), dtype=torch.long))
 
     def current_epoch_from_step(self) -> float:
-        return round(self.global_step / self.steps_per_epoch, 4)
+        return round(int(self.batches_seen) / self.steps_per_epoch, 4)
 
     def configure_optimizers(self):
         cfg = self.optim_cfg
@@ -67,7 +70,7 @@ class MethodModule(L.LightningModule):
         opt = self.optimizers()
         schedule = self.lr_schedulers()
         self.tally.update(batch.get("skipped", []), len(batch["index"]))
-        batch["generator"] = step_generator(self.seed, self.global_step, self.global_rank)
+        batch["generator"] = step_generator(self.seed, int(self.batches_seen), self.global_rank)
 
         out = self.method(batch)
         opt.zero_grad(set_to_none=True)
@@ -80,6 +83,7 @@ class MethodModule(L.LightningModule):
         else:
             self.skipped_steps += 1
         schedule.step()
+        self.batches_seen += 1
 
         logs = {f"train/{k}": v.detach().float() for k, v in out.items() if torch.is_tensor(v) and v.numel() == 1}
         logs["train/grad_norm"] = grad_norm.detach().float()

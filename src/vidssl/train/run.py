@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,11 @@ from vidssl.train.schedule import scaled_lr
 __all__ = ["pretrain", "resolve_precision", "cpu_has_native_bf16", "catalog_from_config"]
 
 log = logging.getLogger(__name__)
+
+# Lightning notes that manual optimisation checkpoints hold post-step weights: that is what a
+# resumed run needs, so the note is noise here.
+warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
@@ -76,8 +82,11 @@ def catalog_from_config(data, subset: str = "train"):
     return load_catalog(kind, **kwargs)
 
 
-def pretrain(cfg, *, resume: bool = False) -> Path:
-    """Train ``cfg.method`` on ``cfg.data``; returns the run directory."""
+def pretrain(cfg, *, resume: bool = False, callbacks: list[L.Callback] | None = None) -> Path:
+    """Train ``cfg.method`` on ``cfg.data``; returns the run directory.
+
+    ``callbacks`` are extra Lightning callbacks (e.g. early stopping, custom logging).
+    """
     started = time.perf_counter()
     run_dir = Path(cfg.run_dir)
     ckpt_dir = run_dir / "checkpoints"
@@ -92,11 +101,12 @@ def pretrain(cfg, *, resume: bool = False) -> Path:
         torch.set_num_threads(tr.threads)
     L.seed_everything(tr.seed, workers=True, verbose=False)
 
-    catalog = catalog_from_config(cfg.data, "train")
+    # Validate the whole config before touching any data: a typo fails in a second, not later.
     method_name = cfg.method.get("name")
     if not method_name:
         raise ConfigError("method.name: missing (e.g. moco, supervised, pace)")
     mcfg = method_config(method_name, cfg.method)
+    catalog = catalog_from_config(cfg.data, "train")
     backbone = build_backbone(cfg.model.backbone, width=cfg.model.width, depth=cfg.model.depth)
     augment = ClipAugment(crop_size=cfg.augment.crop_size, scale=tuple(cfg.augment.scale),
                           ratio=tuple(cfg.augment.ratio), hflip_p=cfg.augment.hflip_p,
@@ -124,7 +134,7 @@ def pretrain(cfg, *, resume: bool = False) -> Path:
     _write_text(run_dir / "config.yaml", to_yaml(cfg))
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="step{step:07d}", save_last=True, save_top_k=0,
                                  every_n_train_steps=max(1, tr.checkpoint_every_n_steps), auto_insert_metric_name=False)
-    callbacks: list[L.Callback] = [checkpoint, JsonlMetrics(run_dir / "metrics.jsonl", tr.log_every_n_steps)]
+    callbacks = [checkpoint, JsonlMetrics(run_dir / "metrics.jsonl", tr.log_every_n_steps), *(callbacks or [])]
     if tr.progress:
         callbacks.append(TQDMProgressBar(refresh_rate=max(1, tr.log_every_n_steps // 2)))
     trainer = L.Trainer(

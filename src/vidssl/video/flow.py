@@ -3,12 +3,12 @@
 Flow is computed between consecutive frames with OpenCV contrib on grayscale images:
 
 - ``"dis"`` (default): Dense Inverse Search (Kroeger et al. 2016), tuned for small frames:
-  the ULTRAFAST preset (no variational refinement) with its finest scale at half resolution,
-  6x6 patches every 4 px and 8 gradient-descent iterations. OpenCV's presets stop at 1/4 resolution, where a patch covers a
-  whole object of a 112x112 clip and blurs its motion (about 1 px of error on a 16 px
-  object); these settings keep it near 0.15 px, as accurate as TV-L1 on the generated
-  benchmark (``benchmarks/bench_motion.py``), at two orders of magnitude less time, which
-  makes flow over a whole dataset affordable.
+  the ULTRAFAST preset (no variational refinement) with 6x6 patches every 4 px, refined down
+  to half resolution (full resolution below 96 px). OpenCV's presets stop at 1/4 resolution,
+  where a patch covers a whole object of a 112x112 clip and blurs its motion (about 1 px of
+  error on a 16 px object); these settings keep it near 0.2 px and match TV-L1's end-point
+  error on the generated benchmark (``benchmarks/bench_motion.py``) at two orders of
+  magnitude less time, which makes flow over a whole dataset affordable.
 - ``"tvl1"``: Dual TV-L1, the papers' choice (MCL eq. 1 is defined on TV-L1 flow).
 
 The motion map of MCL eq. (1) is the magnitude of the motion boundaries (the x and y derivatives
@@ -38,14 +38,21 @@ __all__ = [
 FLOW_METHODS = ("dis", "tvl1")
 
 
-def _flow_estimator(method: str):
-    """One OpenCV estimator per call: creating it per pair would dominate DIS's cost."""
+def _flow_estimator(method: str, shape: tuple[int, int] = (112, 112)):
+    """One OpenCV estimator per call (creating it per pair would dominate DIS's cost).
+
+    DIS works from coarse to fine down to its finest pyramid level: half resolution for
+    frames of 96 px and more (8 gradient-descent iterations per level suffice there), full
+    resolution below, where half resolution leaves too few pixels per patch (and 12
+    iterations, the preset's count, are needed to converge on 2-3 px motions at 64 px).
+    """
     if method == "dis":
+        half = min(shape) >= 96
         dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
-        dis.setFinestScale(1)
+        dis.setFinestScale(1 if half else 0)
         dis.setPatchSize(6)
         dis.setPatchStride(4)
-        dis.setGradientDescentIterations(8)
+        dis.setGradientDescentIterations(8 if half else 12)
         return dis
     if method == "tvl1":
         return cv2.optflow.DualTVL1OpticalFlow_create()
@@ -85,7 +92,7 @@ def flow_pairs(first: np.ndarray, second: np.ndarray, method: str = "dis") -> np
     first, second = _check_frames(first), _check_frames(second)
     if first.shape != second.shape:
         raise ValueError(f"flow_pairs needs frames of equal shape, got {first.shape} and {second.shape}")
-    estimator = _flow_estimator(method)
+    estimator = _flow_estimator(method, first.shape[1:3])
     out = np.empty(first.shape[:3] + (2,), dtype=np.float32)
     for i, (a, b) in enumerate(zip(first, second)):
         out[i] = estimator.calc(_gray(a), _gray(b), None)
