@@ -61,3 +61,19 @@ def test_console_script_is_installed():
     assert out.returncode == 0
     for command in ("make-benchmark", "pretrain", "evaluate", "extract", "check-videos", "demo"):
         assert command in out.stdout
+
+
+def test_extract_motion_map_and_reencode(tiny_benchmark, tmp_path):
+    cache = tmp_path / "cache"
+    assert main(["extract", "motion-map", "--dataset", "ucf101", "--root", str(tiny_benchmark), "--out", str(cache),
+                 "--frame-size", "32x32", "--workers", "1"]) == 0
+    report = json.loads((cache / "extract_motion-map_rank0.json").read_text())
+    assert report["done"] > 0 and not report["failed"]
+    # Resumable: a second run finds everything done.
+    assert main(["extract", "motion-map", "--dataset", "ucf101", "--root", str(tiny_benchmark), "--out", str(cache),
+                 "--frame-size", "32x32", "--workers", "1"]) == 0
+    again = json.loads((cache / "extract_motion-map_rank0.json").read_text())
+    assert again["done"] == 0 and again["skipped"] == report["done"]
+    assert main(["extract", "reencode", "--root", str(tiny_benchmark), "--out", str(tmp_path / "re"),
+                 "--size", "48x40", "--workers", "1"]) == 0
+    assert len(list((tmp_path / "re").rglob("*.avi"))) == len(list(tiny_benchmark.rglob("*.avi")))

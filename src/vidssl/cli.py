@@ -60,7 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", type=int, default=1)
     p.add_argument("--csv", default=None)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--size", default=None, help="re-encode size WxH, e.g. 340x256")
+    p.add_argument("--size", default=None, help="re-encode size WxH, e.g. 340x256 (CoViAR)")
+    p.add_argument("--frame-size", default=None,
+                   help="WxH the signals are computed at; match the training config's data.frame_size")
+    p.add_argument("--flow-dtype", default="uint8", choices=["uint8", "float16"],
+                   help="flow storage: uint8 quantised at +-20 px (TV-L1 convention) or float16")
     p.add_argument("--method", default="dis", help="flow method: dis | tvl1")
 
     p = sub.add_parser("check-videos", help="find unreadable videos")
@@ -153,7 +157,7 @@ def _extract(args) -> int:
     from vidssl import extract
 
     if args.kind == "reencode":
-        size = tuple(int(v) for v in args.size.lower().split("x")) if args.size else None
+        size = _pair(args.size, "--size") if args.size else None  # W x H
         report = extract.reencode_dataset(args.root, args.out, size=size, workers=args.workers)
     else:
         from vidssl.config import DataConfig
@@ -162,16 +166,28 @@ def _extract(args) -> int:
         data = DataConfig(dataset=args.dataset, root=args.root, split=args.split, csv=args.csv)
         catalogs = [catalog_from_config(data, "train")]
         if args.dataset in ("ucf101", "hmdb51", "kinetics400"):
-            try:
-                catalogs.append(catalog_from_config(data, "test"))
-            except (FileNotFoundError, ValueError):
-                pass
+            catalogs.append(catalog_from_config(data, "test"))
         paths = sorted({r.path for c in catalogs for r in c.records})
+        frame_size = tuple(reversed(_pair(args.frame_size, "--frame-size"))) if args.frame_size else None
         report = extract.extract_signals(paths, args.kind, args.out, root=args.root, workers=args.workers,
-                                         flow_method=args.method)
-    print(json.dumps(report if isinstance(report, dict) else getattr(report, "__dict__", str(report)),
-                     indent=2, default=str)[:4000])
+                                         flow_method=args.method, frame_size=frame_size,
+                                         flow_dtype=args.flow_dtype)
+    summary = report.to_dict()
+    out = Path(args.out) / f"extract_{args.kind}_rank{report.rank}.json"
+    _write_json(out, summary)
+    print(f"{args.kind}: {report.done} computed, {report.skipped} already there, {len(report.failed)} failed "
+          f"({report.seconds:.0f} s); report: {out}")
+    for path, reason in list(report.failed.items())[:20]:
+        print(f"  {path}: {reason}")
     return 0
+
+
+def _pair(text: str, option: str) -> tuple[int, int]:
+    try:
+        a, b = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"{option}: expected WxH such as 340x256, got {text!r}") from None
+    return a, b
 
 
 def _check_videos(args) -> int:

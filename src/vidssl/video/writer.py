@@ -85,9 +85,10 @@ def _add_stream(container, codec, fps, width, height, gop, max_b_frames, bit_rat
     if bit_rate is not None:
         stream.bit_rate = bit_rate
     elif qscale is not None and codec == "mpeg4":
-        # Constant quantiser keeps tiny synthetic videos sharp at any size.
-        stream.codec_context.qscale = True
-        stream.codec_context.global_quality = qscale * 118  # FF_QP2LAMBDA
+        # A constant quantiser keeps tiny synthetic videos sharp at any size. FFmpeg's mpeg4
+        # encoder reads it per frame (which PyAV never sets), so pin the allowed range instead.
+        opts.setdefault("qmin", str(qscale))
+        opts.setdefault("qmax", str(qscale))
     if codec in ("libx264", "h264"):
         opts.setdefault("bf", str(max_b_frames))
         opts.setdefault("g", str(gop))
