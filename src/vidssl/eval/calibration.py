@@ -69,9 +69,15 @@ def scene_descriptor(frame: np.ndarray) -> np.ndarray:
     radial = np.histogram(radius[keep], bins=edges, weights=power[keep])[0]
     radial = np.log(radial / radial.sum() + 1e-4)
     theta = np.mod(np.arctan2(fy, fx), np.pi)[keep]
-    orient = np.histogram(theta, bins=_ORIENTATION_BINS, range=(0, np.pi), weights=power[keep])[0]
-    orient = np.roll(orient, -int(np.argmax(orient)))
-    orient = (orient + np.roll(orient[::-1], 1)) / 2  # mirror about the peak: flip-invariant
+    # Orientations relative to the dominant one (found on a fine, smoothed histogram so that it
+    # moves continuously with the scene), then mirrored about it: rotation- and flip-invariant.
+    fine = np.histogram(theta, bins=6 * _ORIENTATION_BINS, range=(0, np.pi), weights=power[keep])[0]
+    fine = sum(np.roll(fine, k) * w for k, w in zip(range(-2, 3), (1, 2, 3, 2, 1)))
+    peak = (np.argmax(fine) + 0.5) * np.pi / len(fine)
+    half_bin = np.pi / _ORIENTATION_BINS / 2
+    relative = np.mod(theta - peak + half_bin, np.pi)
+    orient = np.histogram(relative, bins=_ORIENTATION_BINS, range=(0, np.pi), weights=power[keep])[0]
+    orient = (orient + np.roll(orient[::-1], 1)) / 2
     orient = np.log(orient[: _ORIENTATION_BINS // 2 + 1] / orient.sum() + 1e-4)
 
     # Edges and local structure.
