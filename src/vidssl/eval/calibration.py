@@ -25,6 +25,8 @@ import math
 import multiprocessing
 import os
 from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Sequence
 
 import cv2
@@ -286,11 +288,17 @@ def _map_videos(fn: Callable, jobs: list, workers: int, progress: bool, desc: st
                 out.append(fn(job))
                 bar.update()
         else:
-            with multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
-                out = []
-                for row in pool.imap(fn, jobs, chunksize=8):
+            # spawn (the caller may hold torch/OpenCV threads); an executor fails on a dead worker
+            # where multiprocessing.Pool would respawn it forever.
+            context = multiprocessing.get_context("spawn")
+            out = []
+            with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
+                for row in pool.map(fn, jobs, chunksize=8):
                     out.append(row)
                     bar.update()
+    except BrokenProcessPool as err:
+        raise RuntimeError(f"{desc}: a feature worker process died ({err}). Scripts that use workers > 1 "
+                           f"must run under `if __name__ == '__main__':`") from err
     finally:
         bar.close()
     if not out:
