@@ -158,12 +158,10 @@ def _backbone_row(row: str, cfg, row_dir: Path) -> dict[str, dict[str, float]]:
 
 
 def _calibration_row(row: str, cfg) -> dict[str, dict[str, float]]:
-    from vidssl.eval import calibration
+    from vidssl.eval.calibration import calibration_feature_sets
     from vidssl.eval.protocol import evaluate_features
 
     train, tests = _catalogs(cfg)
-    extract = calibration.scene_only_features if row == "scene-only" else calibration.motion_only_features
-    gallery = calibration.feature_set(extract, train, workers=cfg.data.num_workers)
-    return {name: evaluate_features(gallery, calibration.feature_set(extract, cat, workers=cfg.data.num_workers),
-                                    ks=cfg.eval.ks, linear=cfg.eval.linear)
-            for name, cat in tests.items()}
+    gallery, queries = calibration_feature_sets(row, train, tests, workers=cfg.data.num_workers,
+                                                progress=cfg.trainer.progress)
+    return {name: evaluate_features(gallery, q, ks=cfg.eval.ks, linear=cfg.eval.linear) for name, q in queries.items()}

@@ -17,6 +17,10 @@ _EXPORTS = {
     "write_results": "report",
     "evaluate_features": "protocol",
     "evaluate_backbone": "protocol",
+    "calibration_rows": "calibration",
+    "calibration_feature_sets": "calibration",
+    "scene_only_features": "calibration",
+    "motion_only_features": "calibration",
 }
 
 __all__ = sorted(_EXPORTS)

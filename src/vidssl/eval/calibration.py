@@ -18,6 +18,11 @@ and an orbit's direction are random). Retrieval follows the papers' protocol
 (:func:`vidssl.eval.retrieval.retrieval_recall`: test videos query the train videos, cosine
 similarity); each feature dimension is first standardised with the gallery's mean and standard
 deviation, so no statistic dominates the cosine by its units.
+
+Measured on the demo preset (rho 0.9, the full gallery of 2000 train videos, 200 queries per
+split, chance 12.5 %), R@1 split 1 (decorrelated) / split 2 (biased): seed 0: scene-only
+11.5 / 75.0, motion-only 94.0 / 98.5; seed 1: scene-only 11.0 / 75.0, motion-only 96.5 / 98.5.
+Features of 2400 videos take about 45 s of CPU for the scene and 100 s for the flow.
 """
 from __future__ import annotations
 
@@ -27,7 +32,7 @@ import os
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Callable, Sequence
+from typing import Mapping, Callable, Sequence
 
 import cv2
 import numpy as np
@@ -133,7 +138,7 @@ def motion_descriptor(flow: np.ndarray) -> np.ndarray:
     b = _BORDER if min(height, width) > 8 * _BORDER else 0
     flow = flow[:, b:height - b, b:width - b] / unit  # reference pixels per frame
     flow = flow - np.median(flow.reshape(len(flow), -1, 2), axis=1)[:, None, None, :]
-    num, h, w = flow.shape[:3]
+    h, w = flow.shape[1:3]
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32) / unit
 
     speed = np.hypot(flow[..., 0], flow[..., 1])
@@ -317,6 +322,30 @@ def standardise(gallery: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
     return [((x - mean) / std).astype(np.float32) for x in (gallery, *others)]
 
 
+def calibration_feature_sets(row: str, gallery, queries: Mapping[str, object], *, workers: int = 2,
+                             progress: bool = True):
+    """Features of a training-free row for a gallery catalog and named query catalogs.
+
+    Each video is described once even when it is in several catalogs; every set is z-scored with
+    the gallery's statistics (the descriptors mix units: fractions, pixels, frequencies).
+    Returns ``(gallery FeatureSet, {name: FeatureSet})`` ready for the retrieval / linear protocol.
+    """
+    from .features import FeatureSet
+
+    extractors = {"scene-only": scene_only_features, "motion-only": motion_only_features}
+    if row not in extractors:
+        raise ValueError(f"unknown calibration row {row!r}; expected one of {CALIBRATION_ROWS}")
+    catalogs = {"gallery": gallery, **queries}
+    paths = sorted({r.path for c in catalogs.values() for r in c.records})
+    position = {p: i for i, p in enumerate(paths)}
+    features = extractors[row](paths, workers=workers, progress=progress)
+    raw = {name: features[[position[r.path] for r in c.records]] for name, c in catalogs.items()}
+    scaled = dict(zip(raw, standardise(raw["gallery"], *[raw[n] for n in queries])))
+    sets = {name: FeatureSet(scaled[name], c.labels(), [r.path for r in c.records], meta={"row": row})
+            for name, c in catalogs.items()}
+    return sets.pop("gallery"), sets
+
+
 def calibration_rows(root: str | os.PathLike, *, rows: Sequence[str] = CALIBRATION_ROWS,
                      splits: Sequence[int] = (1, 2), gallery_per_class: int | None = None,
                      ks: Sequence[int] = (1, 5, 10), workers: int = 2, progress: bool = True) -> dict:
@@ -325,7 +354,8 @@ def calibration_rows(root: str | os.PathLike, *, rows: Sequence[str] = CALIBRATI
     For each split, the test list queries the train list (the gallery). ``gallery_per_class``
     keeps only the first that many train videos of each class (to save time; reported in the
     result). Returns ``{"scene-only": {"split1": {"R@1": ...}, ...}, ..., "gallery_size": {...},
-    "query_size": {...}, "chance_R@1": ...}``.
+    "query_size": {...}, "chance_R@1": ...}``. With ``workers > 1`` features are computed in
+    spawned processes, so a script calling this needs an ``if __name__ == "__main__":`` guard.
     """
     from ..data.catalogs import Catalog, ucf101
     from .retrieval import retrieval_recall
@@ -344,20 +374,20 @@ def calibration_rows(root: str | os.PathLike, *, rows: Sequence[str] = CALIBRATI
                     seen[record.label] += 1
             gallery = Catalog(kept, gallery.classes, f"{gallery.name}-first{gallery_per_class}")
         catalogs[split] = (gallery, ucf101(root, split=split, subset="test"))
-    paths = sorted({r.path for g, q in catalogs.values() for r in g.records + q.records})
-    position = {p: i for i, p in enumerate(paths)}
-    extractors = {"scene-only": scene_only_features, "motion-only": motion_only_features}
-
     result: dict = {"gallery_size": {}, "query_size": {}}
+    # Splits 1 and 2 share their train list: describe each distinct gallery once.
+    by_gallery: dict[tuple, list[int]] = defaultdict(list)
+    for split, (gallery, _) in catalogs.items():
+        by_gallery[tuple(r.path for r in gallery.records)].append(split)
     for row in rows:
-        features = extractors[row](paths, workers=workers, progress=progress)
         result[row] = {}
-        for split, (gallery, queries) in catalogs.items():
-            g = features[[position[r.path] for r in gallery.records]]
-            q = features[[position[r.path] for r in queries.records]]
-            g, q = standardise(g, q)
-            result[row][f"split{split}"] = retrieval_recall(q, queries.labels(), g, gallery.labels(), ks)
-            result["gallery_size"][f"split{split}"] = len(gallery)
-            result["query_size"][f"split{split}"] = len(queries)
+        for splits_here in by_gallery.values():
+            gallery = catalogs[splits_here[0]][0]
+            queries = {f"split{s}": catalogs[s][1] for s in splits_here}
+            g, qs = calibration_feature_sets(row, gallery, queries, workers=workers, progress=progress)
+            for name, q in qs.items():
+                result[row][name] = retrieval_recall(q.features, q.labels, g.features, g.labels, ks)
+                result["gallery_size"][name] = len(gallery)
+                result["query_size"][name] = len(queries[name])
     result["chance_R@1"] = 100.0 / len(next(iter(catalogs.values()))[0].classes)
     return result
