@@ -162,6 +162,9 @@ def _calibration_row(row: str, cfg) -> dict[str, dict[str, float]]:
     from vidssl.eval.protocol import evaluate_features
 
     train, tests = _catalogs(cfg)
+    # The flow statistics look at the frames one evaluation clip spans (clip_len x stride), the
+    # same window the networks see, rather than the whole video.
+    kwargs = {"max_frames": cfg.eval.clip_len * cfg.eval.stride} if row == "motion-only" else {}
     gallery, queries = calibration_feature_sets(row, train, tests, workers=cfg.data.num_workers,
-                                                progress=cfg.trainer.progress)
+                                                progress=cfg.trainer.progress, **kwargs)
     return {name: evaluate_features(gallery, q, ks=cfg.eval.ks, linear=cfg.eval.linear) for name, q in queries.items()}

@@ -323,11 +323,12 @@ def standardise(gallery: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
 
 
 def calibration_feature_sets(row: str, gallery, queries: Mapping[str, object], *, workers: int = 2,
-                             progress: bool = True):
+                             progress: bool = True, **extractor_kwargs):
     """Features of a training-free row for a gallery catalog and named query catalogs.
 
     Each video is described once even when it is in several catalogs; every set is z-scored with
     the gallery's statistics (the descriptors mix units: fractions, pixels, frequencies).
+    ``extractor_kwargs`` go to the row's extractor (e.g. ``max_frames`` for motion-only).
     Returns ``(gallery FeatureSet, {name: FeatureSet})`` ready for the retrieval / linear protocol.
     """
     from .features import FeatureSet
@@ -338,7 +339,7 @@ def calibration_feature_sets(row: str, gallery, queries: Mapping[str, object], *
     catalogs = {"gallery": gallery, **queries}
     paths = sorted({r.path for c in catalogs.values() for r in c.records})
     position = {p: i for i, p in enumerate(paths)}
-    features = extractors[row](paths, workers=workers, progress=progress)
+    features = extractors[row](paths, workers=workers, progress=progress, **extractor_kwargs)
     raw = {name: features[[position[r.path] for r in c.records]] for name, c in catalogs.items()}
     scaled = dict(zip(raw, standardise(raw["gallery"], *[raw[n] for n in queries])))
     sets = {name: FeatureSet(scaled[name], c.labels(), [r.path for r in c.records], meta={"row": row})

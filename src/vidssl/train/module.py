@@ -7,11 +7,11 @@ when that check runs, so every rank reaches the same decision without extra comm
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import lightning as L
 import torch
-from torch.optim.lr_scheduler import LambdaLR
 
 from vidssl.data.dataset import BadVideoTally
 from vidssl.train.schedule import lr_factor
@@ -27,7 +27,7 @@ def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
 
 class MethodModule(L.LightningModule):
     def __init__(self, method: torch.nn.Module, *, optim, lr: float, total_steps: int,
-                 steps_per_epoch: int, seed: int, max_bad_fraction: float):
+                 steps_per_epoch: int, seed: int, max_bad_fraction: float, max_time_seconds: float | None = None):
         super().__init__()
         self.automatic_optimization = False
         self.method = method
@@ -41,6 +41,11 @@ class MethodModule(L.LightningModule):
         # Batches consumed, skipped ones included. Lightning's global_step counts optimiser
         # steps only, so data order and random streams are keyed on this counter instead.
         self.register_buffer("batches_seen", torch.zeros((), dtype=torch.long))
+        # With a wall-clock budget the schedule runs over whichever ends first, steps or time, so
+        # a time-limited run still warms up, decays and ends at a low learning rate.
+        self.max_time_seconds = max_time_seconds
+        self.register_buffer("train_seconds", torch.zeros((), dtype=torch.float64))
+        self._last_step_start: float | None = None
 
     def current_epoch_from_step(self) -> float:
         return round(int(self.batches_seen) / self.steps_per_epoch, 4)
@@ -60,15 +65,32 @@ class MethodModule(L.LightningModule):
             opt = torch.optim.AdamW(groups, lr=self.lr)
         else:
             raise ValueError(f"optim.name: unknown optimiser {cfg.name!r} (sgd | adamw)")
-        schedule = LambdaLR(opt, lambda step: lr_factor(
-            step, total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch,
-            schedule=cfg.schedule, warmup_epochs=cfg.warmup_epochs, step_epochs=list(cfg.step_epochs),
-            gamma=cfg.gamma))
-        return [opt], [{"scheduler": schedule, "interval": "step"}]
+        return opt
+
+    def schedule_position(self) -> float:
+        """Where the run is on the schedule's step axis: batches seen, or the time budget's share
+        of ``total_steps`` if that is further along."""
+        position = float(self.batches_seen)
+        if self.max_time_seconds:
+            position = max(position, self.total_steps * float(self.train_seconds) / self.max_time_seconds)
+        return position
+
+    def current_lr(self) -> float:
+        cfg = self.optim_cfg
+        return self.lr * lr_factor(self.schedule_position(), total_steps=self.total_steps,
+                                   steps_per_epoch=self.steps_per_epoch, schedule=cfg.schedule,
+                                   warmup_epochs=cfg.warmup_epochs, step_epochs=list(cfg.step_epochs),
+                                   gamma=cfg.gamma)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int):
         opt = self.optimizers()
-        schedule = self.lr_schedulers()
+        now = time.perf_counter()
+        if self._last_step_start is not None:  # the whole previous step: data wait + compute
+            self.train_seconds += now - self._last_step_start
+        self._last_step_start = now
+        lr = self.current_lr()
+        for group in opt.param_groups:
+            group["lr"] = lr
         self.tally.update(batch.get("skipped", []), len(batch["index"]))
         batch["generator"] = step_generator(self.seed, int(self.batches_seen), self.global_rank)
 
@@ -82,17 +104,19 @@ class MethodModule(L.LightningModule):
             opt.step()
         else:
             self.skipped_steps += 1
-        schedule.step()
         self.batches_seen += 1
 
         logs = {f"train/{k}": v.detach().float() for k, v in out.items() if torch.is_tensor(v) and v.numel() == 1}
         logs["train/grad_norm"] = grad_norm.detach().float()
-        logs["train/lr"] = torch.tensor(opt.param_groups[0]["lr"])
+        logs["train/lr"] = torch.tensor(lr)
         logs["train/skipped_steps"] = self.skipped_steps.float()
         self.log_dict(logs, prog_bar=False, on_step=True, on_epoch=False, batch_size=len(batch["index"]))
         self.log("loss", out["loss"].detach().float(), prog_bar=True, on_step=True, logger=False,
                  batch_size=len(batch["index"]))
         return out["loss"].detach()
+
+    def on_train_start(self) -> None:
+        self._last_step_start = None  # time between fits (e.g. before a resume) is not training time
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The tally travels with the run so a resumed run keeps counting toward the same limit.

@@ -124,7 +124,8 @@ def pretrain(cfg, *, resume: bool = False, callbacks: list[L.Callback] | None = 
     total_steps = tr.max_steps if tr.max_steps else tr.max_epochs * spe
     lr = scaled_lr(cfg.optim.lr, tr.batch_size * devices_hint, cfg.optim.base_batch)
     module = MethodModule(method, optim=cfg.optim, lr=lr, total_steps=total_steps, steps_per_epoch=spe,
-                          seed=tr.seed, max_bad_fraction=cfg.data.max_bad_fraction)
+                          seed=tr.seed, max_bad_fraction=cfg.data.max_bad_fraction,
+                          max_time_seconds=tr.max_time_seconds)
     data = VideoDataModule(catalog, method.view_sampler(), batch_size=tr.batch_size,
                            num_workers=cfg.data.num_workers, frame_size=cfg.data.frame_size, seed=tr.seed,
                            samples_per_epoch=cfg.data.samples_per_epoch,

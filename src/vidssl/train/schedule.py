@@ -12,9 +12,9 @@ def scaled_lr(base_lr: float, global_batch: int, base_batch: int) -> float:
     return base_lr * global_batch / base_batch
 
 
-def lr_factor(step: int, *, total_steps: int, steps_per_epoch: int, schedule: str = "cosine",
+def lr_factor(step: float, *, total_steps: int, steps_per_epoch: int, schedule: str = "cosine",
               warmup_epochs: float = 0.0, step_epochs: Sequence[int] = (), gamma: float = 0.1) -> float:
-    """Multiplier of the peak learning rate at ``step`` (0-based)."""
+    """Multiplier of the peak learning rate at ``step`` (0-based; fractional positions allowed)."""
     warmup = int(round(warmup_epochs * steps_per_epoch))
     if step < warmup:
         return (step + 1) / warmup
