@@ -53,3 +53,25 @@ def test_lr_schedules():
     assert scaled_lr(0.1, 512, 256) == pytest.approx(0.2)
     with pytest.raises(ValueError, match="schedule"):
         lr_factor(0, schedule="linear", **kw)
+
+
+def test_time_budget_moves_the_schedule_along():
+    import torch
+
+    from vidssl.config import OptimConfig
+    from vidssl.train.module import MethodModule
+
+    optim = OptimConfig(lr=1.0, base_batch=1, schedule="cosine")
+    module = MethodModule(torch.nn.Linear(2, 2), optim=optim, lr=1.0, total_steps=100, steps_per_epoch=10,
+                          seed=0, max_bad_fraction=1.0, max_time_seconds=60.0)
+    module.batches_seen.fill_(10)
+    module.train_seconds.fill_(30.0)  # half the budget gone after a tenth of the steps
+    assert module.schedule_position() == pytest.approx(50.0)
+    assert module.current_lr() == pytest.approx(0.5)
+    module.train_seconds.fill_(60.0)
+    assert module.current_lr() == pytest.approx(0.0, abs=1e-12)
+    steps_only = MethodModule(torch.nn.Linear(2, 2), optim=optim, lr=1.0, total_steps=100, steps_per_epoch=10,
+                              seed=0, max_bad_fraction=1.0)
+    steps_only.batches_seen.fill_(10)
+    steps_only.train_seconds.fill_(1e6)
+    assert steps_only.schedule_position() == pytest.approx(10.0)

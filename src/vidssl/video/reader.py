@@ -16,6 +16,12 @@ How a clip is read without decoding the file:
 2. ``read(indices)`` seeks to the last keyframe at or before the smallest wanted index,
    decodes forward, and re-seeks only where a keyframe lies between the current position
    and the next wanted index. One container stays open for the reader's lifetime.
+   Demuxers disagree on what a seek timestamp means: MP4 and Matroska look it up by
+   presentation time, AVI and raw streams by decoding time. With B-frames a keyframe's pts
+   exceeds its dts, so a keyframe's pts may lie at or past the *next* keyframe's dts (short
+   GOPs, e.g. scene cuts) and a dts-seek to it lands one keyframe too late. Each keyframe
+   therefore gets a seek timestamp that lands on it under both meanings where one exists,
+   and otherwise one that cannot overshoot (see ``_seek_timestamps``).
 3. Every decoded frame is checked against the index by counting: after a seek the frames
    must come out with consecutive numbers. A mismatch (a packet that yielded no frame, a
    timestamp the index did not predict) means the packet index is wrong for this file; the
@@ -79,18 +85,28 @@ class _FrameIndex:
     when timestamps are unusable and frames can only be counted from the stream start.
     ``keyframes`` are frame numbers decoding can start from after a seek (ascending).
     ``source`` says where it came from: "avi index" or "packets" (predicted, verified while
-    decoding) or "decoding" (exact by definition).
+    decoding) or "decoding" (exact by definition). ``seek_ts`` holds, aligned with
+    ``keyframes``, the timestamp to hand the demuxer's seek for each keyframe (its pts when
+    not given).
     """
 
     num_frames: int
     pts: np.ndarray | None
     keyframes: np.ndarray
     source: str
+    seek_ts: np.ndarray | None = None
     number_of: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.pts is not None:
             self.number_of = {int(p): k for k, p in enumerate(self.pts)}
+            if self.seek_ts is None:
+                self.seek_ts = self.pts[self.keyframes]
+
+    def seek_timestamp(self, key: int) -> int:
+        """Timestamp to seek to for keyframe number ``key`` (one of ``keyframes``)."""
+        i = bisect_right(self.keyframes, key) - 1  # type: ignore[arg-type]
+        return int(self.seek_ts[i])  # type: ignore[index]
 
     @property
     def exact(self) -> bool:
@@ -232,7 +248,7 @@ class VideoReader:
     def _index_from_packets(self) -> _FrameIndex:
         """Predict frame numbers from a demux-only pass; falls back to decoding when unsafe."""
         pts: list[int] = []
-        key_pts: list[int] = []
+        key_dts: dict[int, int | None] = {}  # keyframe pts -> its packet's dts
         safe = True
         mpeg4 = self.codec == "mpeg4"
         extradata = self._stream.codec_context.extradata or b""
@@ -276,7 +292,7 @@ class VideoReader:
                     continue
                 pts.append(int(packet.pts))
                 if packet.is_keyframe:
-                    key_pts.append(int(packet.pts))
+                    key_dts.setdefault(int(packet.pts), packet.dts)
         except _AV_ERRORS:
             # Damaged data part-way: what demuxed so far is real, but decoding decides.
             safe = False
@@ -286,8 +302,10 @@ class VideoReader:
         order = np.array(sorted(pts), dtype=np.int64)
         if not safe or np.any(np.diff(order) == 0):
             return self._index_from_decoding()
-        keyframes = np.searchsorted(order, np.array(sorted(set(key_pts)), dtype=np.int64))
-        return _FrameIndex(len(order), order, keyframes, "packets")
+        key_pts = sorted(key_dts)
+        keyframes = np.searchsorted(order, np.array(key_pts, dtype=np.int64))
+        seek_ts = _seek_timestamps(key_pts, [key_dts[p] for p in key_pts])
+        return _FrameIndex(len(order), order, keyframes, "packets", seek_ts)
 
     def _use_unpack_filter(self) -> None:
         """Route packets through mpeg4_unpack_bframes: DivX "packed B-frames" store a P- and a
@@ -301,9 +319,10 @@ class VideoReader:
         """Exact index: decode the stream from its start and record every frame."""
         pts: list[int | None] = []
         key: list[int] = []
+        packet_dts: dict[int, int | None] = {}  # pts -> dts of the packets decoded
         try:
             self._seek_to_start()
-            for frame in self._decoded_frames():
+            for frame in self._decoded_frames(packet_dts):
                 if frame.key_frame:
                     key.append(len(pts))
                 pts.append(frame.pts)
@@ -315,7 +334,12 @@ class VideoReader:
             raise VideoReadError(self.path, "no frame decodes (stream holds no decodable video)")
         usable = all(p is not None for p in pts) and all(a < b for a, b in zip(pts, pts[1:]))
         order = np.array(pts, dtype=np.int64) if usable else None
-        return _FrameIndex(len(pts), order, np.array(key, dtype=np.int64), "decoding")
+        keyframes = np.array(key, dtype=np.int64)
+        seek_ts = None
+        if order is not None:
+            key_pts = [int(order[k]) for k in key]
+            seek_ts = _seek_timestamps(key_pts, [packet_dts.get(p) for p in key_pts])
+        return _FrameIndex(len(pts), order, keyframes, "decoding", seek_ts)
 
     # -- decoding ---------------------------------------------------------------------------
 
@@ -382,8 +406,9 @@ class VideoReader:
             self.path, f"frame {wanted[-1]} requested but decoding ends before it "
             f"(file damaged or changed since it was opened)")
 
-    def _decoded_frames(self) -> Iterator[av.VideoFrame]:
-        """Frames from the current demux position to the end; undecodable packets are skipped."""
+    def _decoded_frames(self, packet_dts: dict | None = None) -> Iterator[av.VideoFrame]:
+        """Frames from the current demux position to the end; undecodable packets are skipped.
+        ``packet_dts``, when given, collects pts -> dts of every packet sent to the decoder."""
         ctx = self._stream.codec_context
         for packet in self._container.demux(self._stream):
             at_end = packet.size == 0
@@ -392,6 +417,8 @@ class VideoReader:
             else:
                 packets = [] if at_end else [packet]
             for p in packets:
+                if packet_dts is not None and p.pts is not None:
+                    packet_dts.setdefault(int(p.pts), p.dts)
                 try:
                     frames = ctx.decode(p)
                 except av.error.InvalidDataError:
@@ -420,7 +447,8 @@ class VideoReader:
 
     def _seek_to_keyframe(self, key: int) -> None:
         try:
-            self._container.seek(int(self._index.pts[key]), stream=self._stream, backward=True)
+            self._container.seek(self._index.seek_timestamp(key), stream=self._stream,
+                                 backward=True)
         except av.error.FFmpegError as e:
             raise _IndexMismatch(f"cannot seek ({_describe(e)})") from e
         if self._bsf is not None:
@@ -524,6 +552,27 @@ def _video_stream_or_close(path: str, container):
 def _describe(error: BaseException) -> str:
     text = getattr(error, "strerror", None) or str(error) or type(error).__name__
     return f"{type(error).__name__}: {text}"
+
+
+def _seek_timestamps(key_pts: Sequence[int], key_dts: Sequence[int | None]) -> np.ndarray:
+    """The timestamp to seek to for each keyframe, given their pts (ascending) and dts.
+
+    A backward seek to ``t`` lands on the last keyframe whose pts (MP4, Matroska) or dts
+    (AVI, raw streams; FFmpeg's generic index) is ``<= t``. A keyframe's own pts satisfies
+    both while it lies before the next keyframe's dts. With B-frames and short GOPs it may
+    not (pts = dts + reorder delay): a dts-seeking demuxer would then land on the next
+    keyframe, past the frames wanted. There ``next dts - 1`` is used: exact under dts
+    seeking, and under pts seeking it lands on an earlier keyframe (a little more decoding,
+    never a miss).
+    """
+    targets = np.array(key_pts, dtype=np.int64)
+    for i in range(len(targets) - 1):
+        dts, next_dts = key_dts[i], key_dts[i + 1]
+        if dts is None or next_dts is None or not dts < next_dts:
+            continue  # unknown, or keyframes out of decoding order: keep the pts
+        if targets[i] >= next_dts:
+            targets[i] = next_dts - 1
+    return targets
 
 
 # -- MPEG-4 Part 2 bitstream details --------------------------------------------------------
