@@ -12,11 +12,12 @@ Every command that produces numbers also writes them as JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 from pathlib import Path
+
+from vidssl.io import write_json_atomic
 
 __all__ = ["main"]
 
@@ -146,7 +147,7 @@ def _evaluate(args) -> int:
     results = evaluate_backbone(backbone.to(device), train, tests, cfg.eval, frame_size=cfg.data.frame_size,
                                 crop_size=cfg.augment.crop_size, num_workers=cfg.data.num_workers, device=device)
     out = Path(args.out) if args.out else (Path(args.run_dir) / "eval.json" if args.run_dir else Path("eval.json"))
-    _write_json(out, results)
+    write_json_atomic(out, results)
     for name, metrics in results.items():
         print(name + ": " + "  ".join(f"{k} {v:.1f}" for k, v in metrics.items()))
     print(f"results: {out}")
@@ -174,7 +175,7 @@ def _extract(args) -> int:
                                          flow_dtype=args.flow_dtype)
     summary = report.to_dict()
     out = Path(args.out) / f"extract_{args.kind}_rank{report.rank}.json"
-    _write_json(out, summary)
+    write_json_atomic(out, summary)
     print(f"{args.kind}: {report.done} computed, {report.skipped} already there, {len(report.failed)} failed "
           f"({report.seconds:.0f} s); report: {out}")
     for path, reason in list(report.failed.items())[:20]:
@@ -209,13 +210,6 @@ def _demo(args) -> int:
     methods = args.methods.split(",") if args.methods else None
     run_demo(out_dir=args.out, data_root=args.data, budget=args.budget, methods=methods, preset=args.preset)
     return 0
-
-
-def _write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
 
 
 _COMMANDS = {"make-benchmark": _make_benchmark, "pretrain": _pretrain, "evaluate": _evaluate,

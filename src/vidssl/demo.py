@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from vidssl.config import load_config, to_yaml
+from vidssl.io import write_json_atomic
 
 __all__ = ["run_demo", "DEMO_ROWS", "demo_config_dir"]
 
@@ -114,10 +115,7 @@ def _run_row(row: str, row_dir: Path, overrides: list[str]) -> dict[str, dict[st
         metrics = _calibration_row(row, cfg)
     else:
         metrics = _backbone_row(row, cfg, row_dir)
-    row_dir.mkdir(parents=True, exist_ok=True)
-    tmp = done.with_name(".tmp-eval.json")
-    tmp.write_text(json.dumps({"config": signature, "metrics": metrics}, indent=2))
-    os.replace(tmp, done)
+    write_json_atomic(done, {"config": signature, "metrics": metrics})
     return metrics
 
 

@@ -26,16 +26,6 @@ SHAPES_8x56 = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # On the shared 2-core machine a second OpenMP thread spin-waits whenever the other core
-    # is busy: these small convolutions ran 20-40x slower with 2 threads under load.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def n_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

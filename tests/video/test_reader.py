@@ -165,6 +165,43 @@ def test_a_clip_late_in_the_file_decodes_one_gop_not_the_whole_file(videos, name
         assert reader.frames_decoded - before <= 6
 
 
+@pytest.mark.parametrize("ext", ["avi", "m4v", "mp4", "mkv"])
+@pytest.mark.parametrize("qscale", [1, 3, 10, 31])
+def test_late_clips_in_bframe_mpeg4_decode_one_gop_at_any_qscale(tmp_path, qscale, ext):
+    # B-frame MPEG-4 puts keyframes closer together than the reorder delay here (keyframe
+    # pts >= the next keyframe's dts), and AVI / raw streams seek by dts: seeking to a
+    # keyframe's pts landed one keyframe late, and the reader fell back to full decodes.
+    # High qscale also makes B-frame packets small enough for the N-VOP check to parse.
+    gop, clip = 8, 4
+    path = tmp_path / f"b{qscale}.{ext}"
+    write_video(path, ramp_frames(), gop=gop, max_b_frames=2, qscale=qscale)
+    with av.open(str(path)) as c:  # reference: one sequential decode (lossy at high qscale)
+        expected = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+    assert len(expected) == T
+    with VideoReader(path) as reader:
+        assert reader.num_frames == T
+        for start in range(T - clip, -1, -1):
+            before = reader.frames_decoded
+            wanted = list(range(start, start + clip))
+            np.testing.assert_array_equal(reader.read(wanted), expected[wanted])
+            assert reader.frames_decoded - before <= gop + clip, (start, reader.frames_decoded - before)
+        assert reader._index.source == "packets"  # never re-indexed by a full decode
+    with VideoReader(path) as reader:  # the exact index from decoding seeks as well
+        reader.count_decodable()
+        before = reader.frames_decoded
+        np.testing.assert_array_equal(reader.read([34, 35, 36, 37]), expected[34:38])
+        assert reader.frames_decoded - before <= gop + clip
+
+
+def test_seek_timestamps_never_pass_the_next_keyframe_in_decoding_order():
+    # Keyframes (pts, dts): (1, 0), (10, 7), (16, 13), (19, 16), (25, None), (28, 26).
+    targets = reader_module._seek_timestamps([1, 10, 16, 19, 25, 28], [0, 7, 13, 16, None, 26])
+    # 16 >= next dts 16: seek to 15, which finds this keyframe by dts and never the next one
+    # by pts; where a dts is unknown the pts stays.
+    assert targets.tolist() == [1, 10, 15, 19, 25, 28]
+    assert reader_module._seek_timestamps([0, 4096], [-1024, 3072]).tolist() == [0, 4096]
+
+
 def test_raw_mpeg4_stream_behind_mp4_extension(videos, tmp_path):
     # The auto-probe picks the MP4 demuxer from the extension when the raw stream starts at
     # its VOL header (no VOS/VO headers), and that demuxer finds no moov atom.

@@ -17,6 +17,8 @@ probe can be rerun without decoding a video again.
 """
 from __future__ import annotations
 
+from vidssl.io import atomic_path
+
 import json
 import os
 import zipfile
@@ -171,19 +173,10 @@ def _video_features(backbone: nn.Module, clips: torch.Tensor, crop_size: int, st
 def save_features(path: str | os.PathLike, features: FeatureSet) -> Path:
     """Write ``features`` to ``path`` (.npz, uncompressed) atomically; returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
-        with open(tmp, "wb") as f:  # a file object, so numpy does not append ".npz" to tmp
-            np.savez(f, features=features.features, labels=features.labels,
-                     paths=np.array(features.paths, dtype=str), skipped=np.array(features.skipped, dtype=str),
-                     meta=np.array(json.dumps(features.meta)))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: numpy adds no ".npz"
+        np.savez(f, features=features.features, labels=features.labels,
+                 paths=np.array(features.paths, dtype=str), skipped=np.array(features.skipped, dtype=str),
+                 meta=np.array(json.dumps(features.meta)))
     return path
 
 

@@ -17,6 +17,8 @@ import warnings
 
 import numpy as np
 
+from vidssl.eval.retrieval import check_labelled_features
+
 __all__ = ["linear_probe", "LINEAR_KINDS"]
 
 LINEAR_KINDS = ("logreg", "svm")
@@ -54,8 +56,9 @@ def linear_probe(
         raise ValueError(f"linear probe kind must be one of {LINEAR_KINDS}, got {kind!r}")
     if C <= 0:
         raise ValueError(f"C must be positive, got {C}")
-    train_f, train_y = _check_split("train", train_f, train_y)
-    test_f, test_y = _check_split("test", test_f, test_y)
+    train_f, train_y = check_labelled_features("train", train_f, train_y)
+    test_f, test_y = check_labelled_features("test", test_f, test_y)
+    train_f, test_f = train_f.astype(np.float64), test_f.astype(np.float64)
     if train_f.shape[1] != test_f.shape[1]:
         raise ValueError(f"train features have dim {train_f.shape[1]} but test features have "
                          f"dim {test_f.shape[1]}")
@@ -77,15 +80,3 @@ def linear_probe(
                       "accuracy may be slightly off (raise max_iter)", RuntimeWarning, stacklevel=2)
     predicted = clf.predict(scaler.transform(test_f))
     return {"linear_top1": float(100.0 * np.mean(predicted == test_y))}
-
-
-def _check_split(name: str, features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    features = np.asarray(features, dtype=np.float64)
-    labels = np.asarray(labels)
-    if features.ndim != 2 or len(features) == 0:
-        raise ValueError(f"{name} features must be a non-empty [N, D] array, got shape {features.shape}")
-    if labels.shape != (len(features),):
-        raise ValueError(f"{name} labels must have shape ({len(features)},), got {labels.shape}")
-    if not np.isfinite(features).all():
-        raise ValueError(f"{name} features contain NaN or inf")
-    return features, labels.astype(np.int64)

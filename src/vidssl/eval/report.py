@@ -8,6 +8,8 @@ they come first in the table and chart, any other split follows in the order giv
 """
 from __future__ import annotations
 
+from vidssl.io import write_bytes_atomic
+
 import io
 import json
 import math
@@ -68,7 +70,7 @@ def write_results(results: Results, out_dir: str | os.PathLike, wall_seconds: fl
     payload["wall_seconds"] = float(wall_seconds)
 
     paths = {"json": out_dir / "results.json", "md": out_dir / "results.md", "png": out_dir / "results.png"}
-    _write_atomic(paths["json"], (json.dumps(payload, indent=2, allow_nan=False) + "\n").encode())
+    write_bytes_atomic(paths["json"], (json.dumps(payload, indent=2, allow_nan=False) + "\n").encode())
     markdown = "# Results\n\n"
     if explanation.strip():
         markdown += explanation.strip() + "\n\n"
@@ -76,8 +78,8 @@ def write_results(results: Results, out_dir: str | os.PathLike, wall_seconds: fl
     markdown += ("R@k: percentage of test videos with a training video of the same class among their "
                  "k nearest neighbours (cosine). linear top-1: accuracy of a linear classifier on "
                  f"frozen features. Wall time: {wall_seconds:.1f} s.\n")
-    _write_atomic(paths["md"], markdown.encode())
-    _write_atomic(paths["png"], _bar_chart_png(results))
+    write_bytes_atomic(paths["md"], markdown.encode())
+    write_bytes_atomic(paths["png"], _bar_chart_png(results))
     return paths
 
 
@@ -144,14 +146,3 @@ def _json_number(key: str, value) -> float | None:
     return number if math.isfinite(number) else None  # JSON has no NaN; null means "not measured"
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

@@ -55,8 +55,8 @@ def retrieval_recall(
     Returns:
         ``{"R@1": 53.2, "R@5": ...}`` in the order of ``ks``; floats in [0, 100].
     """
-    query_f, query_y = _check_split("query", query_f, query_y)
-    gallery_f, gallery_y = _check_split("gallery", gallery_f, gallery_y)
+    query_f, query_y = check_labelled_features("query", query_f, query_y)
+    gallery_f, gallery_y = check_labelled_features("gallery", gallery_f, gallery_y)
     if query_f.shape[1] != gallery_f.shape[1]:
         raise ValueError(f"query features have dim {query_f.shape[1]} but gallery features "
                          f"have dim {gallery_f.shape[1]}")
@@ -120,7 +120,8 @@ def _l2_normalise(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x / np.maximum(norms, np.float32(1e-12)))
 
 
-def _check_split(name: str, features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def check_labelled_features(name: str, features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Validate a [N, D] finite feature array and its [N] labels; returns them with int64 labels."""
     features = np.asarray(features)
     labels = np.asarray(labels)
     if features.ndim != 2 or len(features) == 0:

@@ -11,6 +11,8 @@ import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from vidssl.io import atomic_path
+
 __all__ = ["AtomicCheckpointIO", "JsonlMetrics"]
 
 
@@ -19,11 +21,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     load with ``weights_only=True`` (checkpoints hold tensors and plain values only)."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-        torch.save(checkpoint, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
 
     def load_checkpoint(self, path, map_location=None, weights_only=None):
         path = Path(path)

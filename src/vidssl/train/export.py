@@ -5,6 +5,8 @@ import os
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
+
+from vidssl.io import atomic_path
 from torch import nn
 
 __all__ = ["save_backbone", "load_backbone", "backbone_from_run"]
@@ -14,9 +16,8 @@ def save_backbone(backbone: nn.Module, path: str | os.PathLike) -> Path:
     """Write the backbone's state dict atomically (temp file + rename)."""
     path = Path(path)
     state = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    save_file(state, str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp))
     return path
 
 

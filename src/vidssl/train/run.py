@@ -6,9 +6,7 @@ Run directory (DESIGN.md): ``config.yaml`` (fully resolved), ``checkpoints/last.
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 import warnings
 from pathlib import Path
@@ -22,6 +20,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from vidssl.config import ConfigError, to_yaml
 from vidssl.data.augment import ClipAugment
 from vidssl.data.catalogs import load_catalog
+from vidssl.io import write_json_atomic, write_text_atomic
 from vidssl.methods.base import build_method, method_config
 from vidssl.models import build_backbone
 from vidssl.train.callbacks import AtomicCheckpointIO, JsonlMetrics
@@ -132,7 +131,7 @@ def pretrain(cfg, *, resume: bool = False, callbacks: list[L.Callback] | None = 
                            max_bad_fraction=cfg.data.max_bad_fraction, signals=_signals(cfg))
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    _write_text(run_dir / "config.yaml", to_yaml(cfg))
+    write_text_atomic(run_dir / "config.yaml", to_yaml(cfg))
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="step{step:07d}", save_last=True, save_top_k=0,
                                  every_n_train_steps=max(1, tr.checkpoint_every_n_steps), auto_insert_metric_name=False)
     callbacks = [checkpoint, JsonlMetrics(run_dir / "metrics.jsonl", tr.log_every_n_steps), *(callbacks or [])]
@@ -160,7 +159,7 @@ def pretrain(cfg, *, resume: bool = False, callbacks: list[L.Callback] | None = 
             "skipped_steps": int(module.skipped_steps), "bad_videos": list(module.tally.bad_paths),
             "videos": len(catalog),
         }
-        _write_text(run_dir / "pretrain_summary.json", json.dumps(summary, indent=2))
+        write_json_atomic(run_dir / "pretrain_summary.json", summary)
         if summary["bad_videos"]:
             log.warning("%d unreadable video(s) were skipped: %s", len(summary["bad_videos"]),
                         ", ".join(summary["bad_videos"][:10]))
@@ -191,7 +190,3 @@ def _signals(cfg):
                          frame_size=tuple(cfg.data.frame_size))
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    tmp.write_text(text)
-    os.replace(tmp, path)

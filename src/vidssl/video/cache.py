@@ -16,6 +16,8 @@ quarter-pel vectors below 512 px).
 """
 from __future__ import annotations
 
+from vidssl.io import write_bytes_atomic
+
 import io
 import json
 import os
@@ -50,18 +52,7 @@ def dequantize_flow(q: np.ndarray, bound: float = FLOW_BOUND) -> np.ndarray:
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_bytes_atomic(path, data)
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -7,7 +7,8 @@ drop them up front instead of discovering them as skips during training. It back
 """
 from __future__ import annotations
 
-import json
+from vidssl.io import write_json_atomic
+
 import os
 import re
 import time
@@ -45,15 +46,7 @@ class CheckReport:
 
     def write_json(self, path: str | os.PathLike) -> None:
         """Write the report as JSON atomically (temp file in the same folder, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-        try:
-            tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        write_json_atomic(path, self.to_dict())
 
     def summary(self) -> str:
         lines = [f"{self.ok}/{self.total} videos readable, {len(self.bad)} unreadable "

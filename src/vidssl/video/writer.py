@@ -14,6 +14,8 @@ from typing import Iterable
 import av
 import numpy as np
 
+from vidssl.io import atomic_path
+
 __all__ = ["write_video"]
 
 
@@ -39,11 +41,9 @@ def write_video(
     H.264 needs even width and height; other codecs accept any size.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fmt = container_format or _format_for(path)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")  # keeps the extension for PyAV
     count = 0
-    try:
+    with atomic_path(path) as tmp:
         with av.open(str(tmp), mode="w", format=fmt) as container:
             stream = None
             for frame in frames:
@@ -61,10 +61,6 @@ def write_video(
                 raise ValueError(f"{path}: no frames to write")
             for packet in stream.encode():
                 container.mux(packet)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return count
 
 
