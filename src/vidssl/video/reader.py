@@ -42,6 +42,7 @@ from typing import Iterator, Sequence
 
 import av
 import av.error
+from av.video.reformatter import VideoReformatter
 import numpy as np
 
 __all__ = ["VideoReadError", "VideoReader", "probe_video"]
@@ -147,6 +148,7 @@ class VideoReader:
             self.size: tuple[int, int] = size or self._native_size
             self._resize = size is not None and size != self._native_size
             self._bsf = None
+            self._reformatter: VideoReformatter | None = None
             self.frames_decoded = 0  # decoder output so far; shows what a read really costs
             self._index = self._index_from_avi_entries() or self._index_from_packets()
             self.fps: float = self._frame_rate()
@@ -461,7 +463,11 @@ class VideoReader:
                 f"decode (the packet index over-counted; num_frames is now corrected)")
 
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
-        rgb = frame.to_ndarray(format="rgb24")
+        # One reformatter per reader: frame.to_ndarray(format=...) builds a new swscale context
+        # for every frame, which cost 6x the conversion itself on 64x64 clips.
+        if self._reformatter is None:
+            self._reformatter = VideoReformatter()
+        rgb = self._reformatter.reformat(frame, format="rgb24").to_ndarray()
         if self._resize or rgb.shape[:2] != self.size:
             import cv2  # only readers that resize load OpenCV
 
