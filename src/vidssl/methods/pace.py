@@ -24,8 +24,10 @@ Choices where the paper is silent (documented here and in the config):
   loops over it (§3.1's wording). Starting anywhere would make the wrap-around jump more frequent
   for faster paces, a cut the network could use as a pace shortcut.
 - Colour jitter per frame (the paper's choice, Table 1) or per clip is the ``augment`` section's
-  ``per_frame_jitter`` (one switch for every method); the pace recipes set it true with the
-  authors' strength (0.8, 0.8, 0.8, 0.2), p = 0.8.
+  ``per_frame_jitter`` (one switch for every method, so no second copy of the augmentation
+  here); the UCF101 / Kinetics-400 pace recipes set it true with the authors' strength
+  (0.8, 0.8, 0.8, 0.2), p = 0.8; the demo recipe sets it true at base.yaml's mild strength.
+- Contrastive negatives are the clips of the local batch (no gather across devices).
 """
 from __future__ import annotations
 
