@@ -1,0 +1,44 @@
+"""Data: catalogs of videos, clip sampling, views, the shared Dataset and on-device augmentation."""
+from __future__ import annotations
+
+import importlib
+
+# Public name -> submodule. Imported lazily so `import vidssl.data` stays cheap: a worker that
+# only decodes never loads kornia, and reading a catalog never loads PyAV.
+_EXPORTS = {
+    "VideoRecord": "catalogs",
+    "Catalog": "catalogs",
+    "ucf101": "catalogs",
+    "hmdb51": "catalogs",
+    "kinetics400": "catalogs",
+    "folder": "catalogs",
+    "csv_catalog": "catalogs",
+    "load_catalog": "catalogs",
+    "loop_indices": "sampling",
+    "clip_indices": "sampling",
+    "random_clip_indices": "sampling",
+    "uniform_clip_indices": "sampling",
+    "pace_indices": "sampling",
+    "View": "views",
+    "ViewSampler": "views",
+    "RandomClips": "views",
+    "SingleClip": "views",
+    "UniformClips": "views",
+    "generate_benchmark": "synthetic",
+    "VideoDataset": "dataset",
+    "BadVideoWarning": "dataset",
+    "BadVideoTally": "dataset",
+    "TooManyBadVideos": "dataset",
+    "collate": "dataset",
+    "ClipAugment": "augment",
+    "AugmentParams": "augment",
+    "eval_transform": "augment",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

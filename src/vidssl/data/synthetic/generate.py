@@ -1,0 +1,127 @@
+"""Generating the benchmark on disk: parallel, deterministic, resumable.
+
+Videos are encoded as MPEG-4 Part 2 in AVI with GOP 12 and no B-frames (the CoViAR
+convention the compressed-domain methods rely on) through :func:`vidssl.video.writer.write_video`,
+which writes each file atomically. A video file that exists is therefore complete, and a run
+that is interrupted is resumed by running it again: the plan is rebuilt from the seed, the
+manifest is checked against it (a folder of a different benchmark is an error, never topped
+up), and only missing videos are rendered.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from ...video.writer import write_video
+from .layout import MANIFEST_NAME, manifest_header, read_manifest, write_manifest, write_split_files
+from .plan import VideoSpec, plan_benchmark
+from .presets import Preset, resolve_preset
+from .render import render_video
+
+__all__ = ["generate_benchmark", "render_and_write"]
+
+
+def generate_benchmark(root: str | os.PathLike, preset: str | Preset = "demo", seed: int = 0, workers: int = 2,
+                       rho: float = 0.9, progress: bool = True, **overrides) -> Path:
+    """Write the embedded benchmark to ``root`` in UCF101 layout and return ``root``.
+
+    Args:
+        root: output folder; created if missing. Class folders, ``ucfTrainTestlist/`` and
+            ``benchmark.json`` go directly inside it.
+        preset: "tiny", "demo", "standard" or a :class:`Preset`.
+        seed: everything random derives from it; the same seed gives byte-identical files.
+        workers: processes rendering and encoding in parallel (0 or 1: in this process).
+        rho: probability that a video of the biased lists shows its class's own scene family.
+        progress: show a tqdm bar.
+        **overrides: preset fields to change, e.g. ``train_per_class=50``.
+
+    Raises:
+        ValueError: ``root`` holds a benchmark with another preset, seed, rho or version, or is a
+            non-empty folder without ``benchmark.json``.
+        RuntimeError: a worker process died (e.g. a script without a ``__main__`` guard).
+
+    Files are byte-identical for the same seed with the same FFmpeg build, whatever ``workers``.
+    """
+    config = resolve_preset(preset, **overrides)
+    root = Path(root)
+    specs = plan_benchmark(config, seed, rho)
+    header = manifest_header(config, seed, rho)
+    root.mkdir(parents=True, exist_ok=True)
+    _check_existing(root, header)
+    write_manifest(root, header, specs, config.unit, complete=False)
+    _remove_stale_temporaries(root, specs)
+
+    todo = [s for s in specs if not (root / s.relpath).is_file()]
+    jobs = [(str(root), s) for s in todo]
+    bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc=f"benchmark {config.name}",
+               unit="video", disable=not progress)
+    try:
+        if workers <= 1 or len(jobs) <= 1:
+            for job in jobs:
+                render_and_write(job)
+                bar.update()
+        else:
+            # spawn: the caller may hold threads (torch, OpenCV) that make fork unsafe. An executor,
+            # unlike multiprocessing.Pool, fails instead of respawning a worker that dies forever.
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
+                for _ in pool.map(render_and_write, jobs, chunksize=8):
+                    bar.update()
+    except BrokenProcessPool as err:
+        raise RuntimeError(f"{root}: a benchmark worker process died ({err}). Scripts that call "
+                           f"generate_benchmark with workers > 1 must do so under "
+                           f"`if __name__ == '__main__':`; rerun to resume") from err
+    finally:
+        bar.close()
+
+    write_split_files(root, specs)
+    write_manifest(root, header, specs, config.unit, complete=True)
+    return root
+
+
+def render_and_write(job: tuple[str, VideoSpec]) -> str:
+    """Render one video and encode it to its place under the root; returns its path."""
+    root, spec = job
+    path = Path(root) / spec.relpath
+    write_video(path, render_video(spec), fps=spec.fps, codec="mpeg4", gop=12, max_b_frames=0)
+    return str(path)
+
+
+def _init_worker() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # one process per core already; OpenCV's own pool would oversubscribe
+
+
+def _check_existing(root: Path, header: dict) -> None:
+    if not (root / MANIFEST_NAME).exists():
+        stray = [p.name for p in root.iterdir() if not p.name.startswith(".")]
+        if stray:
+            raise ValueError(f"{root}: not empty and has no {MANIFEST_NAME} (found {sorted(stray)[:5]}); "
+                             f"generate the benchmark into an empty or new folder")
+        return
+    existing = read_manifest(root)
+    wanted = json.loads(json.dumps(header))  # the same value types as the file
+    diffs = [key for key in wanted if existing.get(key) != wanted[key]]
+    if diffs:
+        detail = ", ".join(f"{k}: {existing.get(k)!r} on disk vs {wanted[k]!r} requested" for k in diffs
+                           if k != "preset")
+        if "preset" in diffs:
+            changed = {k for k in wanted["preset"] if existing.get("preset", {}).get(k) != wanted["preset"][k]}
+            detail = ", ".join(filter(None, [detail, f"preset fields {sorted(changed)} differ"]))
+        raise ValueError(f"{root / MANIFEST_NAME}: the folder holds a different benchmark ({detail}); "
+                         f"use another folder or delete this one")
+
+
+def _remove_stale_temporaries(root: Path, specs: list[VideoSpec]) -> None:
+    """Delete half-written ``.tmp-<pid>-v_*.avi`` files a killed run left in the class folders."""
+    for folder in sorted({(root / s.relpath).parent for s in specs}):
+        if folder.is_dir():
+            for tmp in folder.glob(".tmp-*-v_*.avi"):
+                tmp.unlink(missing_ok=True)
