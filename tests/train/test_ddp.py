@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from conftest import tiny_overrides
+from vidssl.config import load_config
 
 
 @pytest.mark.slow
@@ -22,7 +23,8 @@ def test_pretrain_ddp_two_processes(tiny_benchmark, tmp_path):
     summary = json.loads((run / "pretrain_summary.json").read_text())
     # 32 train videos, 4 per process, 2 processes: 4 steps per epoch; lr scaled for the global batch of 8.
     assert summary["steps"] == 4 and summary["steps_per_epoch"] == 4
-    assert summary["lr"] == pytest.approx(0.4 * 8 / 256)
+    optim = load_config([run / "config.yaml"]).optim
+    assert summary["lr"] == pytest.approx(optim.lr * 8 / optim.base_batch)
     state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     # Every step enqueued the keys of both processes: 4 steps x 8 keys.
     assert int(state["method.queue.ptr"]) == 4 * 8
