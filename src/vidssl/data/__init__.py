@@ -1,7 +1,7 @@
 """Data: catalogs of videos, clip sampling, views, the shared Dataset and on-device augmentation."""
 from __future__ import annotations
 
-import importlib
+from vidssl._lazy import lazy_exports
 
 # Public name -> submodule. Imported lazily so `import vidssl.data` stays cheap: a worker that
 # only decodes never loads kornia, and reading a catalog never loads PyAV.
@@ -35,10 +35,4 @@ _EXPORTS = {
     "eval_transform": "augment",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -1,7 +1,7 @@
 """Evaluation protocols: multi-clip features, retrieval recall, linear probe, results report."""
 from __future__ import annotations
 
-import importlib
+from vidssl._lazy import lazy_exports
 
 # Public name -> submodule. Imported lazily so `import vidssl.eval` does not pull in torch,
 # faiss, sklearn or matplotlib until the protocol that needs them is used.
@@ -23,10 +23,4 @@ _EXPORTS = {
     "motion_only_features": "calibration",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -5,17 +5,11 @@ independent NumPy computation. Under bf16 autocast they compute in fp32.
 """
 from __future__ import annotations
 
-import importlib
+from vidssl._lazy import lazy_exports
 
 _EXPORTS = {
     "info_nce": "contrastive",
     "pace_cls_loss": "pace", "pace_same_context_loss": "pace", "pace_same_pace_loss": "pace",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

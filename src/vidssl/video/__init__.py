@@ -1,7 +1,7 @@
 """Reading video: frames (PyAV), compressed-domain signals, optical flow and motion maps."""
 from __future__ import annotations
 
-import importlib
+from vidssl._lazy import lazy_exports
 
 # Public name -> submodule. Imported lazily so `import vidssl.video` stays cheap (no cv2 until
 # flow is used) and so a worker process that only decodes frames never loads OpenCV.
@@ -29,10 +29,4 @@ _EXPORTS = {
     "SignalCache": "cache",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)
