@@ -65,7 +65,6 @@ class Method(nn.Module):
         Every view gets its own crop/flip/colour (MoCo's two augmentations); a clip's frames share
         them unless the augmentation is per-frame. Output is in the backbone's memory format.
         """
-        b, v = clips.shape[:2]
         x = self.augment(clips.flatten(0, 1), generator=generator)
         return self.to_backbone_format(x)
 

@@ -265,37 +265,22 @@ def _decode_all(path, container, stream, want_iframes, downsample, max_frames) -
     """
     ctx = stream.codec_context
     height, width = int(ctx.height), int(ctx.width)
-    types: list[str] = []
-    key: list[bool] = []
-    iframes: dict[int, np.ndarray] = {}
     records: list[np.ndarray] = []
     owners: list[int] = []
-    frames = _FrameStream(container, stream)
-    try:
-        for frame in frames:
-            kind = _frame_type(frame)
-            if kind == "I" and want_iframes:
-                iframes[len(types)] = frame.to_ndarray(format="rgb24")
-            if kind != "I":
-                side = frame.side_data.get("MOTION_VECTORS")
-                if side is not None:
-                    records.append(np.frombuffer(side, dtype=np.uint8).copy())  # the frame frees its buffer
-                    owners.append(len(types))
-            types.append(kind)
-            key.append(bool(frame.key_frame))
-            if max_frames is not None and len(types) >= max_frames:
-                break
-    except _AV_ERRORS as e:
-        if not types:
-            raise VideoReadError(path, f"no frame decodes ({_describe(e)})") from e
-        # Damage part-way: the frames before it are real (VideoReader keeps them too).
-    if not types:
-        raise VideoReadError(path, "no frame decodes (stream holds no decodable video)")
+
+    def keep_vectors(frame, kind: str, index: int) -> None:
+        if kind != "I":
+            side = frame.side_data.get("MOTION_VECTORS")
+            if side is not None:
+                records.append(np.frombuffer(side, dtype=np.uint8).copy())  # the frame frees its buffer
+                owners.append(index)
+
+    scan = _decode_all_types(path, container, stream, want_iframes, max_frames, on_frame=keep_vectors)
     counts = [len(r) // _RECORD_BYTES for r in records]
     raw = np.concatenate(records) if records else np.zeros(0, dtype=np.uint8)
     owner = np.repeat(np.array(owners, dtype=np.intp), counts)
-    maps = _densify_records(raw, owner, len(types), height, width, downsample)
-    return _Scan(types, key, iframes, maps, frames.first_packet)
+    scan.maps = _densify_records(raw, owner, len(scan.types), height, width, downsample)
+    return scan
 
 
 def _decode_key_frames(container, stream, want_iframes, max_frames) -> _Scan | None:
@@ -365,8 +350,12 @@ def _decode_key_frames(container, stream, want_iframes, max_frames) -> _Scan | N
     return None
 
 
-def _decode_all_types(path, container, stream, want_iframes, max_frames) -> _Scan:
-    """Picture types (and I-frames) by decoding every frame, for files the header scan cannot read."""
+def _decode_all_types(path, container, stream, want_iframes, max_frames, on_frame=None) -> _Scan:
+    """Picture types (and I-frames) by decoding every frame, for files the header scan cannot read.
+
+    ``on_frame(frame, kind, index)``, if given, sees every decoded frame (motion-vector capture).
+    Damage part-way through keeps the frames before it (VideoReader keeps them too).
+    """
     types: list[str] = []
     key: list[bool] = []
     iframes: dict[int, np.ndarray] = {}
@@ -376,6 +365,8 @@ def _decode_all_types(path, container, stream, want_iframes, max_frames) -> _Sca
             kind = _frame_type(frame)
             if kind == "I" and want_iframes:
                 iframes[len(types)] = frame.to_ndarray(format="rgb24")
+            if on_frame is not None:
+                on_frame(frame, kind, len(types))
             types.append(kind)
             key.append(bool(frame.key_frame))
             if max_frames is not None and len(types) >= max_frames:
