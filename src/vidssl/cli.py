@@ -124,7 +124,7 @@ def _evaluate(args) -> int:
     from vidssl.eval.protocol import evaluate_backbone
     from vidssl.models import build_backbone
     from vidssl.train.export import load_backbone
-    from vidssl.train.run import catalog_from_config
+    from vidssl.train.run import catalog_from_config, frame_cache_from_config
 
     run_dirs = [t for t in args.targets if "=" not in t]
     args.overrides = [t for t in args.targets if "=" in t]
@@ -145,7 +145,8 @@ def _evaluate(args) -> int:
         cfg.data.split = split
         tests[f"split{split}"] = catalog_from_config(cfg.data, "test")
     results = evaluate_backbone(backbone.to(device), train, tests, cfg.eval, frame_size=cfg.data.frame_size,
-                                crop_size=cfg.augment.crop_size, num_workers=cfg.data.num_workers, device=device)
+                                crop_size=cfg.augment.crop_size, num_workers=cfg.data.num_workers, device=device,
+                                frame_cache=frame_cache_from_config(cfg.data))
     out = Path(args.out) if args.out else (Path(args.run_dir) / "eval.json" if args.run_dir else Path("eval.json"))
     write_json_atomic(out, results)
     for name, metrics in results.items():

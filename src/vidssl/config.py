@@ -38,6 +38,7 @@ class DataConfig:
     max_bad_fraction: float = 0.05   # the run fails only above this fraction of unreadable videos
     signals: list[str] = field(default_factory=list)  # extra per-clip signals (motion vectors, ...)
     cache_dir: Optional[str] = None  # where extracted signals live
+    frame_cache: Optional[str] = None  # folder where each video is decoded once (vidssl.video.frame_cache)
 
 
 @dataclass

@@ -64,12 +64,14 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", data_root: str | os.PathL
 
     started = time.perf_counter()
     out_dir, data_root = Path(out_dir), Path(data_root)
-    generate_benchmark(data_root, preset=preset, seed=0, workers=os.cpu_count() or 1)
-    rows = [r for r in DEMO_ROWS if (methods is None or r in methods) and _row_available(r)]
     unknown = sorted(set(methods or []) - set(DEMO_ROWS))
     if unknown:
         raise ValueError(f"--methods: unknown row(s) {', '.join(unknown)}; available: {', '.join(DEMO_ROWS)}")
-    overrides = [f"data.root={data_root}"] + list(extra_overrides or [])
+    rows = [r for r in DEMO_ROWS if (methods is None or r in methods) and _row_available(r)]
+    generate_benchmark(data_root, preset=preset, seed=0, workers=os.cpu_count() or 1)
+    # Every row reads the same videos: decoding each once into a frame cache keeps the loader
+    # from competing with training for the two cores (see vidssl.video.frame_cache).
+    overrides = [f"data.root={data_root}", f"data.frame_cache={out_dir / 'frame-cache'}"] + list(extra_overrides or [])
     if budget is not None:
         overrides.append(f"trainer.max_time_seconds={budget}")
 
@@ -136,7 +138,7 @@ def _backbone_row(row: str, cfg, row_dir: Path) -> dict[str, dict[str, float]]:
     from vidssl.eval.protocol import evaluate_backbone
     from vidssl.models import build_backbone
     from vidssl.train.export import load_backbone
-    from vidssl.train.run import pretrain
+    from vidssl.train.run import frame_cache_from_config
 
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)
@@ -146,13 +148,43 @@ def _backbone_row(row: str, cfg, row_dir: Path) -> dict[str, dict[str, float]]:
     else:
         last = row_dir / "checkpoints" / "last.ckpt"
         if not (row_dir / "backbone.safetensors").is_file():
-            pretrain(cfg, resume=last.is_file())
+            _pretrain_in_fresh_process(row, cfg, resume=last.is_file())
         backbone = build_backbone(cfg.model.backbone, width=cfg.model.width, depth=cfg.model.depth)
         load_backbone(backbone, row_dir / "backbone.safetensors")
     train, tests = _catalogs(cfg)
     return evaluate_backbone(backbone, train, tests, cfg.eval, frame_size=cfg.data.frame_size,
                              crop_size=cfg.augment.crop_size, num_workers=cfg.data.num_workers,
-                             progress=cfg.trainer.progress)
+                             frame_cache=frame_cache_from_config(cfg.data), progress=cfg.trainer.progress)
+
+
+def _pretrain_in_fresh_process(row: str, cfg, resume: bool) -> None:
+    """``vidssl.train.pretrain(cfg)`` in a new interpreter.
+
+    By the time the trained rows run, this process has imported OpenCV (the benchmark renderer,
+    the optical-flow calibration row), and a training step in a process that has imported cv2
+    measured 12-18% slower here (0.26 vs 0.22 s per step of the demo's R3D, same config, same
+    data; cv2.setNumThreads(1) and OPENBLAS_NUM_THREADS=1 did not help). A spawned process
+    imports only what training needs, and its memory goes back when the row ends.
+    """
+    import multiprocessing
+
+    process = multiprocessing.get_context("spawn").Process(target=_pretrain_entry, args=(to_yaml(cfg), resume),
+                                                           name=f"pretrain-{row}")
+    process.start()
+    process.join()
+    if process.exitcode != 0:
+        raise RuntimeError(f"demo row {row!r}: pretraining failed (exit code {process.exitcode}); its error is "
+                           f"printed above. Re-running the demo resumes it from {cfg.run_dir}/checkpoints")
+
+
+def _pretrain_entry(config_yaml: str, resume: bool) -> None:
+    from omegaconf import OmegaConf
+
+    from vidssl.config import PretrainConfig
+    from vidssl.train.run import pretrain
+
+    cfg = OmegaConf.merge(OmegaConf.structured(PretrainConfig), OmegaConf.create(config_yaml))
+    pretrain(cfg, resume=resume)
 
 
 def _calibration_row(row: str, cfg) -> dict[str, dict[str, float]]:
@@ -163,6 +195,7 @@ def _calibration_row(row: str, cfg) -> dict[str, dict[str, float]]:
     # The flow statistics look at the frames one evaluation clip spans (clip_len x stride), the
     # same window the networks see, rather than the whole video.
     kwargs = {"max_frames": cfg.eval.clip_len * cfg.eval.stride} if row == "motion-only" else {}
-    gallery, queries = calibration_feature_sets(row, train, tests, workers=cfg.data.num_workers,
+    # No training runs beside it, so the feature computation gets every core.
+    gallery, queries = calibration_feature_sets(row, train, tests, workers=os.cpu_count() or 1,
                                                 progress=cfg.trainer.progress, **kwargs)
     return {name: evaluate_features(gallery, q, ks=cfg.eval.ks, linear=cfg.eval.linear) for name, q in queries.items()}

@@ -215,3 +215,30 @@ def test_set_epoch_reaches_persistent_workers(videos):
         assert torch.equal(batch["clips"], expected["clips"])
         seen.append(batch["clips"])
     assert not all(torch.equal(seen[0], s) for s in seen[1:])
+
+
+def test_frame_cache_serves_the_same_items_as_decoding(videos, tmp_path):
+    from vidssl.video.frame_cache import FrameCache
+
+    good, bad = videos
+    catalog = make_catalog([good[0], bad, good[1]])
+    views = RandomClips(num_views=2, clip_len=3, stride=2)
+    plain = VideoDataset(catalog, views, frame_size=(16, 20), seed=3)
+    cached = VideoDataset(catalog, views, frame_size=(16, 20), seed=3,
+                          frame_cache=FrameCache(tmp_path / "frames", (16, 20)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BadVideoWarning)
+        for key in [(0, 0), (2, 0), (0, 1), (1, 0)]:  # (1, 0): the corrupt video is replaced either way
+            a, b = plain[key], cached[key]
+            assert torch.equal(a["clips"], b["clips"]) and int(a["index"]) == int(b["index"])
+            assert a["skipped"] == b["skipped"]
+    assert len(list((tmp_path / "frames").rglob("*.npy"))) == 2  # the two good videos, once each
+
+
+def test_frame_cache_of_another_size_is_refused(videos, tmp_path):
+    from vidssl.video.frame_cache import FrameCache
+
+    good, _ = videos
+    with pytest.raises(ValueError, match="frame_cache"):
+        VideoDataset(make_catalog(good), RandomClips(), frame_size=(16, 20),
+                     frame_cache=FrameCache(tmp_path, (32, 32)))

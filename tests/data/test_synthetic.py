@@ -115,19 +115,22 @@ def test_unknown_preset_or_option_is_a_clear_error():
         resolve_preset("huge")
     with pytest.raises(ValueError, match="unknown benchmark option"):
         resolve_preset("tiny", frames=3)
+    with pytest.raises(ValueError, match="background_contrast"):
+        resolve_preset("demo", background_contrast=1.5)
     with pytest.raises(ValueError, match="rho"):
         plan_benchmark(resolve_preset("tiny"), 0, 1.5)
 
 
-def test_render_object_is_visible_and_background_has_moderate_contrast():
-    spec = next(s for s in plan_benchmark(resolve_preset("demo", train_per_class=1, unbiased_train_per_class=1,
-                                                        test_per_class=1), 0, 0.9)
-                if s.pan is None and s.distractor is None)
+@pytest.mark.parametrize("contrast", [0.4, 0.6])
+def test_render_object_is_visible_and_background_has_the_preset_contrast(contrast):
+    preset = resolve_preset("demo", train_per_class=1, unbiased_train_per_class=1, test_per_class=1,
+                            background_contrast=contrast)
+    spec = next(s for s in plan_benchmark(preset, 0, 0.9) if s.pan is None and s.distractor is None)
     frames = render_video(spec)
     assert frames.shape == (32, 64, 64, 3) and frames.dtype == np.uint8
     luma = frames @ np.array([0.299, 0.587, 0.114])
     bg = np.asarray(spec.palette) @ np.array([0.299, 0.587, 0.114]) * 255
-    assert abs(abs(bg[1] - bg[0]) - 0.6 * 255) < 0.1 * 255
+    assert abs(abs(bg[1] - bg[0]) - contrast * 255) < 0.05 * 255
     obj = np.asarray(spec.obj["colour"]) @ np.array([0.299, 0.587, 0.114]) * 255
     assert min(abs(obj - bg[0]), abs(obj - bg[1])) > 20  # darker or brighter than any background
     moved = np.abs(np.diff(luma, axis=0)).sum(axis=0) > 0

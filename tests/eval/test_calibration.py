@@ -21,8 +21,8 @@ def _leave_one_out_accuracy(features: np.ndarray, labels: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def rendered():
-    """Four videos per class at the demo size, scenes balanced over classes."""
-    preset = resolve_preset("demo", train_per_class=1, unbiased_train_per_class=4, test_per_class=1)
+    """Eight videos per class at the demo size, scenes balanced over classes."""
+    preset = resolve_preset("demo", train_per_class=1, unbiased_train_per_class=8, test_per_class=1)
     specs = [s for s in plan_benchmark(preset, 0, 0.9) if s.list_name == "train_unbiased"]
     return specs, [render_video(s) for s in specs]
 

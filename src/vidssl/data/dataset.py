@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 
 from vidssl.data.catalogs import Catalog
 from vidssl.data.views import View, ViewSampler
+from vidssl.video.frame_cache import FrameCache
 from vidssl.video.reader import VideoReader, VideoReadError
 
 __all__ = ["VideoDataset", "BadVideoWarning", "TooManyBadVideos", "BadVideoTally", "collate"]
@@ -65,11 +66,13 @@ class VideoDataset(Dataset):
             (motion vectors, motion maps, ...). Each call's result is stacked over views into
             ``item[name]`` [V, ...]. A signal function that raises ``VideoReadError`` makes
             the video count as bad, like a decoding failure.
+        frame_cache: decode each video once into this ``FrameCache`` and slice clips out of
+            it afterwards (its frame size must be ``frame_size``); ``None`` decodes every clip.
     """
 
     def __init__(self, catalog: Catalog, view_sampler: ViewSampler, *,
                  frame_size: tuple[int, int] | None = None, seed: int = 0, max_bad_fraction: float = 0.05,
-                 signals: Mapping[str, Signal] | None = None):
+                 signals: Mapping[str, Signal] | None = None, frame_cache: FrameCache | None = None):
         if len(catalog) == 0:
             raise ValueError(f"catalog {catalog.name!r} is empty")
         if not callable(view_sampler):
@@ -82,6 +85,9 @@ class VideoDataset(Dataset):
             raise ValueError(f"seed must be >= 0, got {seed}")
         if not 0 <= max_bad_fraction <= 1:
             raise ValueError(f"max_bad_fraction must be in [0, 1], got {max_bad_fraction}")
+        if frame_cache is not None and frame_cache.frame_size != frame_size:
+            raise ValueError(f"frame_cache holds frames of size {frame_cache.frame_size}, the dataset decodes "
+                             f"{frame_size}")
         signals = dict(signals or {})
         reserved = {"clips", "label", "index", "skipped"}
         for name, fn in signals.items():
@@ -93,6 +99,7 @@ class VideoDataset(Dataset):
         self.seed = int(seed)
         self.max_bad_fraction = float(max_bad_fraction)
         self.signals = signals
+        self.frame_cache = frame_cache
         # Shared memory, so set_epoch reaches persistent DataLoader workers too (they hold a
         # copy of the dataset made when they started).
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
@@ -146,19 +153,14 @@ class VideoDataset(Dataset):
         return item
 
     def _load(self, path: str, rng: np.random.Generator) -> dict:
-        with VideoReader(path, size=self.frame_size) as reader:
-            num_frames = reader.num_frames
-            if num_frames < 1:
-                raise VideoReadError(path, "no frames")
-            views = self.view_sampler(num_frames, rng)
-            _check_views(views, path)
-            # One decode of the union of all views' frames; the clips are slices of it.
-            wanted, where = np.unique(np.concatenate([v.indices for v in views]), return_inverse=True)
-            try:
+        if self.frame_cache is not None:
+            video = self.frame_cache.frames(path)
+            views, wanted, where = self._plan_views(path, len(video), rng)
+            frames = np.asarray(video[wanted])
+        else:
+            with VideoReader(path, size=self.frame_size) as reader:
+                views, wanted, where = self._plan_views(path, reader.num_frames, rng)
                 frames = reader.read(wanted)
-            except IndexError as err:
-                raise ValueError(f"{path}: the view sampler asked for frames outside 0..{num_frames - 1}: "
-                                 f"{err}") from None
         clips = frames[where].reshape(len(views), len(views[0].indices), *frames.shape[1:])
         item: dict = {"clips": torch.from_numpy(np.ascontiguousarray(clips))}
         for key in views[0].meta:
@@ -171,6 +173,19 @@ class VideoDataset(Dataset):
                 raise ValueError(f"signal {name!r} returned arrays of different shapes for {path}: "
                                  f"{[a.shape for a in arrays]}") from err
         return item
+
+    def _plan_views(self, path: str, num_frames: int, rng: np.random.Generator):
+        """The views of one video, and the union of their frames (sorted) with each view frame's
+        position in it: one decode (or one cache read) serves every view."""
+        if num_frames < 1:
+            raise VideoReadError(path, "no frames")
+        views = self.view_sampler(num_frames, rng)
+        _check_views(views, path)
+        wanted, where = np.unique(np.concatenate([v.indices for v in views]), return_inverse=True)
+        if wanted[0] < 0 or wanted[-1] >= num_frames:
+            raise ValueError(f"{path}: the view sampler asked for frames outside 0..{num_frames - 1}: "
+                             f"{wanted[(wanted < 0) | (wanted >= num_frames)].tolist()}")
+        return views, wanted, where
 
     def _mark_bad(self, path: str, err: Exception) -> None:
         self._bad.add(path)

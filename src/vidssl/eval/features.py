@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from vidssl.data.augment import eval_transform
 from vidssl.data.catalogs import Catalog
 from vidssl.data.dataset import VideoDataset, collate
+from vidssl.video.frame_cache import FrameCache
 from vidssl.data.views import UniformClips
 from vidssl.models.backbones.base import STAGES
 
@@ -89,6 +90,7 @@ def extract_features(
     device: str | torch.device = "cpu",
     bf16: bool = False,
     max_bad_fraction: float = 0.05,
+    frame_cache: FrameCache | None = None,
     progress: bool = True,
     desc: str | None = None,
 ) -> FeatureSet:
@@ -109,6 +111,7 @@ def extract_features(
         device: where the transform and the backbone run.
         bf16: run the backbone under bfloat16 autocast (features are returned in float32).
         max_bad_fraction: share of unreadable videos tolerated before ``TooManyBadVideos``.
+        frame_cache: decoded frames to read instead of decoding (``VideoDataset``).
         progress: show a tqdm bar; ``desc`` labels it (default: the catalog's name).
     """
     if stage not in STAGES:
@@ -117,7 +120,7 @@ def extract_features(
         raise ValueError(f"batch_size must be >= 1 and num_workers >= 0, got {batch_size}, {num_workers}")
     device = torch.device(device)
     dataset = VideoDataset(catalog, UniformClips(num_clips=num_clips, clip_len=clip_len, stride=stride),
-                           frame_size=frame_size, max_bad_fraction=max_bad_fraction)
+                           frame_size=frame_size, max_bad_fraction=max_bad_fraction, frame_cache=frame_cache)
     # Sequential order, so batch k holds catalog items k*batch_size.. and a served index that
     # differs from the requested one reveals a bad video the dataset replaced.
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,

@@ -27,13 +27,13 @@ def evaluate_features(train: FeatureSet, test: FeatureSet, *, ks=(1, 5, 10, 20, 
 
 def evaluate_backbone(backbone: nn.Module, train_catalog, test_catalogs: Mapping[str, object], eval_cfg,
                       *, frame_size, crop_size: int, num_workers: int = 0, device: str = "cpu",
-                      progress: bool = True) -> dict[str, dict[str, float]]:
+                      frame_cache=None, progress: bool = True) -> dict[str, dict[str, float]]:
     """Extract features once for the gallery and each test list; returns ``{test name: metrics}``."""
     def features(catalog, what: str) -> FeatureSet:
         return extract_features(backbone, catalog, clip_len=eval_cfg.clip_len, stride=eval_cfg.stride,
                                 num_clips=eval_cfg.num_clips, frame_size=tuple(frame_size), crop_size=crop_size,
                                 stage=eval_cfg.stage, batch_size=eval_cfg.batch_size, num_workers=num_workers,
-                                device=device, progress=progress, desc=what)
+                                device=device, frame_cache=frame_cache, progress=progress, desc=what)
 
     gallery = features(train_catalog, "train")
     results = {}

@@ -15,7 +15,7 @@ __all__ = ["VideoDataModule"]
 class VideoDataModule(L.LightningDataModule):
     def __init__(self, catalog, view_sampler, *, batch_size: int, num_workers: int, frame_size,
                  seed: int, samples_per_epoch: int | None, max_bad_fraction: float,
-                 signals: dict[str, Any] | None = None):
+                 signals: dict[str, Any] | None = None, frame_cache=None):
         super().__init__()
         self.catalog = catalog
         self.batch_size = batch_size
@@ -23,7 +23,8 @@ class VideoDataModule(L.LightningDataModule):
         self.seed = seed
         self.samples_per_epoch = samples_per_epoch
         self.dataset = VideoDataset(catalog, view_sampler, frame_size=tuple(frame_size) if frame_size else None,
-                                    seed=seed, max_bad_fraction=max_bad_fraction, signals=signals)
+                                    seed=seed, max_bad_fraction=max_bad_fraction, signals=signals,
+                                    frame_cache=frame_cache)
 
     def sampler(self, start_step: int, rank: int = 0, world_size: int = 1) -> ResumableSampler:
         return ResumableSampler(len(self.dataset), self.batch_size, seed=self.seed, rank=rank,

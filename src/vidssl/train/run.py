@@ -29,6 +29,7 @@ from vidssl.train.export import save_backbone
 from vidssl.train.module import MethodModule
 from vidssl.train.sampler import steps_per_epoch
 from vidssl.train.schedule import scaled_lr
+from vidssl.video.frame_cache import FrameCache
 
 __all__ = ["pretrain", "resolve_precision", "cpu_has_native_bf16", "catalog_from_config"]
 
@@ -81,6 +82,13 @@ def catalog_from_config(data, subset: str = "train"):
     return load_catalog(kind, **kwargs)
 
 
+def frame_cache_from_config(data) -> FrameCache | None:
+    """The ``FrameCache`` that ``data.frame_cache`` names, at ``data.frame_size``; None when unset."""
+    if not data.frame_cache:
+        return None
+    return FrameCache(data.frame_cache, tuple(data.frame_size) if data.frame_size else None)
+
+
 def pretrain(cfg, *, resume: bool = False, callbacks: list[L.Callback] | None = None) -> Path:
     """Train ``cfg.method`` on ``cfg.data``; returns the run directory.
 
@@ -128,7 +136,8 @@ def pretrain(cfg, *, resume: bool = False, callbacks: list[L.Callback] | None = 
     data = VideoDataModule(catalog, method.view_sampler(), batch_size=tr.batch_size,
                            num_workers=cfg.data.num_workers, frame_size=cfg.data.frame_size, seed=tr.seed,
                            samples_per_epoch=cfg.data.samples_per_epoch,
-                           max_bad_fraction=cfg.data.max_bad_fraction, signals=_signals(cfg))
+                           max_bad_fraction=cfg.data.max_bad_fraction, signals=_signals(cfg),
+                           frame_cache=frame_cache_from_config(cfg.data))
 
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.yaml", to_yaml(cfg))

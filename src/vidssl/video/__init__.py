@@ -27,6 +27,8 @@ _EXPORTS = {
     "resize_vector_map": "compressed",
     "reencode_video": "reencode",
     "SignalCache": "cache",
+    "FrameCache": "frame_cache",
+    "FrameCacheWarning": "frame_cache",
 }
 
 __getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -136,7 +136,7 @@ def _sample_video(rng: np.random.Generator, preset: Preset, relpath: str, list_n
     box = _centre_box(size, obj["radius"], motion, pan, num_frames)
     motion_params = sample_motion(motion, rng, box=box, unit=unit, tempo=tempo)
     scene_params = sample_scene(scene, rng, size=size, unit=unit)
-    palette = sample_palette(rng)
+    palette = sample_palette(rng, preset.background_contrast)
     distractor = None
     if rng.random() < preset.distractor_prob:
         distractor = sample_object(rng, unit=unit, radius_range=_DISTRACTOR_RADIUS)

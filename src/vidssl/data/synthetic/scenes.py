@@ -6,8 +6,9 @@ biased train list a video's scene family equals its class index with probability
 frequencies, orientations and phases, so only the *kind* of pattern identifies it.
 
 A pattern is a function of world coordinates with values in [0, 1]; the renderer maps it
-between two colours whose luminance differs by about 0.6 (moderate contrast, so the moving
-object, drawn much darker or brighter than any background, stays visible). Because patterns
+between two colours whose luminance differs by the preset's ``background_contrast`` (0.6 by
+default, 0.4 in the demo preset: moderate, so the moving object, drawn much darker or brighter
+than any background, stays visible). Because patterns
 are functions of continuous coordinates, a camera pan is just a shift of those coordinates.
 
 Lengths are in 64-px reference pixels times ``unit``.
