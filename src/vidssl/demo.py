@@ -152,8 +152,10 @@ def _backbone_row(row: str, cfg, row_dir: Path) -> dict[str, dict[str, float]]:
         backbone = build_backbone(cfg.model.backbone, width=cfg.model.width, depth=cfg.model.depth)
         load_backbone(backbone, row_dir / "backbone.safetensors")
     train, tests = _catalogs(cfg)
+    # Decoding workers for scoring: the first row to score fills the frame cache, and no
+    # training step competes for the cores, so as many as there are cores.
     return evaluate_backbone(backbone, train, tests, cfg.eval, frame_size=cfg.data.frame_size,
-                             crop_size=cfg.augment.crop_size, num_workers=cfg.data.num_workers,
+                             crop_size=cfg.augment.crop_size, num_workers=max(cfg.data.num_workers, os.cpu_count() or 1),
                              frame_cache=frame_cache_from_config(cfg.data), progress=cfg.trainer.progress)
 
 
