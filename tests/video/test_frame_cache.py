@@ -96,10 +96,10 @@ def test_bad_videos_raise_video_read_error_naming_them(tmp_path):
 def test_an_unwritable_cache_warns_once_and_serves_decoded_frames(video, tmp_path, monkeypatch):
     cache = FrameCache(tmp_path / "cache", None)
 
-    def disk_full(path, data):
+    def disk_full(path, frames):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(frame_cache_mod, "write_bytes_atomic", disk_full)
+    monkeypatch.setattr(frame_cache_mod, "_write_npy_atomic", disk_full)
     with pytest.warns(FrameCacheWarning, match="No space left") as record:
         first = cache.frames(video)
         second = cache.frames(video)

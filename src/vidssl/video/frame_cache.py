@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vidssl.io import write_bytes_atomic
+from vidssl.io import atomic_path
 from vidssl.video.reader import VideoReader, VideoReadError
 
 __all__ = ["FrameCache", "FrameCacheWarning"]
@@ -93,10 +93,8 @@ class FrameCache:
         return frames
 
     def _store(self, target: Path, frames: np.ndarray) -> None:
-        buffer = io.BytesIO()
-        np.save(buffer, np.ascontiguousarray(frames), allow_pickle=False)
         try:
-            write_bytes_atomic(target, buffer.getvalue())
+            _write_npy_atomic(target, frames)
         except OSError as err:
             if not self._write_failed:
                 self._write_failed = True
@@ -110,3 +108,13 @@ class FrameCache:
             target.unlink()
         except OSError:
             pass
+
+
+def _write_npy_atomic(target: Path, frames: np.ndarray) -> None:
+    """Write through a temporary file and a rename, without ``fsync``: the first epoch writes one
+    file per video, and a file lost to a crash is only a cache miss (``_load`` checks every file
+    it opens and re-decodes a damaged one), so durability is not worth a disk flush per video."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(frames), allow_pickle=False)
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(buffer.getvalue())
