@@ -39,6 +39,7 @@ SPLITS = {"decorrelated": 1, "biased": 2}
 DEMO_ROWS = ["scene-only", "motion-only", "random", "supervised", "supervised-unbiased", "moco", "pace",
              "dsm", "mcl", "cmd"]
 CALIBRATION = ("scene-only", "motion-only")
+_CORES = os.cpu_count() or 1  # for the stages no training runs beside: generation, calibration, scoring
 
 EXPLANATION = """\
 The embedded benchmark: 8 motion classes (bounce, orbit, zigzag, spin, ...) drawn over 8 procedural
@@ -68,7 +69,7 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", data_root: str | os.PathL
     if unknown:
         raise ValueError(f"--methods: unknown row(s) {', '.join(unknown)}; available: {', '.join(DEMO_ROWS)}")
     rows = [r for r in DEMO_ROWS if (methods is None or r in methods) and _row_available(r)]
-    generate_benchmark(data_root, preset=preset, seed=0, workers=os.cpu_count() or 1)
+    generate_benchmark(data_root, preset=preset, seed=0, workers=_CORES)
     # Every row reads the same videos: decoding each once into a frame cache keeps the loader
     # from competing with training for the two cores (see vidssl.video.frame_cache).
     overrides = [f"data.root={data_root}", f"data.frame_cache={out_dir / 'frame-cache'}"] + list(extra_overrides or [])
@@ -155,12 +156,12 @@ def _backbone_row(row: str, cfg, row_dir: Path) -> dict[str, dict[str, float]]:
     # Decoding workers for scoring: the first row to score fills the frame cache, and no
     # training step competes for the cores, so as many as there are cores.
     return evaluate_backbone(backbone, train, tests, cfg.eval, frame_size=cfg.data.frame_size,
-                             crop_size=cfg.augment.crop_size, num_workers=max(cfg.data.num_workers, os.cpu_count() or 1),
+                             crop_size=cfg.augment.crop_size, num_workers=max(cfg.data.num_workers, _CORES),
                              frame_cache=frame_cache_from_config(cfg.data), progress=cfg.trainer.progress)
 
 
 def _pretrain_in_fresh_process(row: str, cfg, resume: bool) -> None:
-    """``vidssl.train.pretrain(cfg)`` in a new interpreter.
+    """``vidssl.train.run.pretrain(cfg, resume=resume)`` in a new interpreter.
 
     By the time the trained rows run, this process has imported OpenCV (the benchmark renderer,
     the optical-flow calibration row), and a training step in a process that has imported cv2
@@ -170,23 +171,15 @@ def _pretrain_in_fresh_process(row: str, cfg, resume: bool) -> None:
     """
     import multiprocessing
 
-    process = multiprocessing.get_context("spawn").Process(target=_pretrain_entry, args=(to_yaml(cfg), resume),
+    from vidssl.train.run import pretrain
+
+    process = multiprocessing.get_context("spawn").Process(target=pretrain, args=(cfg,), kwargs={"resume": resume},
                                                            name=f"pretrain-{row}")
     process.start()
     process.join()
     if process.exitcode != 0:
         raise RuntimeError(f"demo row {row!r}: pretraining failed (exit code {process.exitcode}); its error is "
                            f"printed above. Re-running the demo resumes it from {cfg.run_dir}/checkpoints")
-
-
-def _pretrain_entry(config_yaml: str, resume: bool) -> None:
-    from omegaconf import OmegaConf
-
-    from vidssl.config import PretrainConfig
-    from vidssl.train.run import pretrain
-
-    cfg = OmegaConf.merge(OmegaConf.structured(PretrainConfig), OmegaConf.create(config_yaml))
-    pretrain(cfg, resume=resume)
 
 
 def _calibration_row(row: str, cfg) -> dict[str, dict[str, float]]:
@@ -198,6 +191,6 @@ def _calibration_row(row: str, cfg) -> dict[str, dict[str, float]]:
     # same window the networks see, rather than the whole video.
     kwargs = {"max_frames": cfg.eval.clip_len * cfg.eval.stride} if row == "motion-only" else {}
     # No training runs beside it, so the feature computation gets every core.
-    gallery, queries = calibration_feature_sets(row, train, tests, workers=os.cpu_count() or 1,
+    gallery, queries = calibration_feature_sets(row, train, tests, workers=_CORES,
                                                 progress=cfg.trainer.progress, **kwargs)
     return {name: evaluate_features(gallery, q, ks=cfg.eval.ks, linear=cfg.eval.linear) for name, q in queries.items()}

@@ -57,17 +57,11 @@ class RandomClips:
 
 
 @dataclass(frozen=True)
-class SingleClip:
-    """One random clip per video (supervised training, single-view pretext tasks)."""
+class SingleClip(RandomClips):
+    """One random clip per video (supervised training, single-view pretext tasks):
+    ``RandomClips`` with ``num_views`` fixed at 1, so ``SingleClip(clip_len, stride)``."""
 
-    clip_len: int = 8
-    stride: int = 2
-
-    def __post_init__(self) -> None:
-        _check_positive(self, "clip_len", "stride")
-
-    def __call__(self, num_frames: int, rng: np.random.Generator) -> list[View]:
-        return [View(random_clip_indices(num_frames, self.clip_len, self.stride, rng))]
+    num_views: int = field(default=1, init=False)
 
 
 @dataclass(frozen=True)

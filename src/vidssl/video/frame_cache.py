@@ -19,7 +19,6 @@ full (or read-only) the frames are still served, decoded, with one warning.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import warnings
 from pathlib import Path
@@ -114,7 +113,5 @@ def _write_npy_atomic(target: Path, frames: np.ndarray) -> None:
     """Write through a temporary file and a rename, without ``fsync``: the first epoch writes one
     file per video, and a file lost to a crash is only a cache miss (``_load`` checks every file
     it opens and re-decodes a damaged one), so durability is not worth a disk flush per video."""
-    buffer = io.BytesIO()
-    np.save(buffer, np.ascontiguousarray(frames), allow_pickle=False)
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(buffer.getvalue())
+    with atomic_path(target) as tmp, open(tmp, "wb") as f:
+        np.save(f, frames, allow_pickle=False)
