@@ -124,7 +124,7 @@ def _evaluate(args) -> int:
     from vidssl.eval.protocol import evaluate_backbone
     from vidssl.models import build_backbone
     from vidssl.train.export import load_backbone
-    from vidssl.train.run import catalog_from_config, frame_cache_from_config
+    from vidssl.data.from_config import catalog_from_config, frame_cache_from_config
 
     run_dirs = [t for t in args.targets if "=" not in t]
     args.overrides = [t for t in args.targets if "=" in t]
@@ -163,7 +163,7 @@ def _extract(args) -> int:
         report = extract.reencode_dataset(args.root, args.out, size=size, workers=args.workers)
     else:
         from vidssl.config import DataConfig
-        from vidssl.train.run import catalog_from_config
+        from vidssl.data.from_config import catalog_from_config
 
         data = DataConfig(dataset=args.dataset, root=args.root, split=args.split, csv=args.csv)
         catalogs = [catalog_from_config(data, "train")]

@@ -39,6 +39,7 @@ SPLITS = {"decorrelated": 1, "biased": 2}
 DEMO_ROWS = ["scene-only", "motion-only", "random", "supervised", "supervised-unbiased", "moco", "pace",
              "dsm", "mcl", "cmd"]
 CALIBRATION = ("scene-only", "motion-only")
+UNTRAINED = (*CALIBRATION, "random")
 _CORES = os.cpu_count() or 1  # for the stages no training runs beside: generation, calibration, scoring
 
 EXPLANATION = """\
@@ -76,14 +77,29 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", data_root: str | os.PathL
     if budget is not None:
         overrides.append(f"trainer.max_time_seconds={budget}")
 
+    configs = {row: _row_config(row, overrides + [f"run_dir={out_dir / row}"]) for row in rows}
+    finished = {row: metrics for row in rows if (metrics := _finished_metrics(row, configs[row])) is not None}
     results: dict[str, dict[str, dict[str, float]]] = {split: {} for split in SPLITS}
-    for row in rows:
+
+    def score(row: str) -> None:
         t0 = time.perf_counter()
-        metrics = _run_row(row, out_dir / row, overrides)
+        metrics = finished.get(row) or _score_row(row, configs[row])
         for split in SPLITS:
             results[split][row] = metrics[split]
         print(f"[demo] {row}: " + "  ".join(f"{s} R@1 {metrics[s]['R@1']:.1f}" for s in SPLITS)
-              + f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
+              + f"  (scored in {time.perf_counter() - t0:.0f} s)", flush=True)
+
+    # Untrained rows first: scoring the random backbone fills the frame cache of the train and
+    # test lists with every core before any training reads them with one loader worker.
+    trained = [row for row in rows if row not in UNTRAINED]
+    for row in rows:
+        if row in UNTRAINED:
+            score(row)
+    to_train = [row for row in trained if row not in finished and not (out_dir / row / "backbone.safetensors").is_file()]
+    if to_train:
+        _pretrain_in_fresh_process([(row, configs[row]) for row in to_train])
+    for row in trained:
+        score(row)
 
     wall = time.perf_counter() - started
     write_results(results, out_dir, wall, explanation=EXPLANATION)
@@ -94,36 +110,41 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", data_root: str | os.PathL
 
 
 def _row_available(row: str) -> bool:
-    if row in CALIBRATION or row == "random":
+    if row in UNTRAINED:
         return True
     return (demo_config_dir() / f"{row}.yaml").is_file()
 
 
 def _row_config(row: str, overrides: list[str]):
-    name = "base" if row in CALIBRATION or row == "random" else row
+    name = "base" if row in UNTRAINED else row
     return load_config([demo_config_dir() / f"{name}.yaml"], overrides)
 
 
-def _run_row(row: str, row_dir: Path, overrides: list[str]) -> dict[str, dict[str, float]]:
-    cfg = _row_config(row, overrides + [f"run_dir={row_dir}"])
+def _finished_metrics(row: str, cfg) -> dict | None:
+    """The metrics a previous demo saved for ``row`` with this very config, else None.
+
+    A row whose config changed is removed whole (weights included), so it is trained again.
+    """
+    row_dir = Path(cfg.run_dir)
     done = row_dir / "eval.json"
-    signature = to_yaml(cfg)
-    if done.is_file():
-        saved = json.loads(done.read_text())
-        if saved.get("config") == signature:
-            return saved["metrics"]
-        log.warning("%s: config changed since the last demo; recomputing this row", row)
-        shutil.rmtree(row_dir)
-    if row in CALIBRATION:
-        metrics = _calibration_row(row, cfg)
-    else:
-        metrics = _backbone_row(row, cfg, row_dir)
-    write_json_atomic(done, {"config": signature, "metrics": metrics})
+    if not done.is_file():
+        return None
+    saved = json.loads(done.read_text())
+    if saved.get("config") == to_yaml(cfg):
+        return saved["metrics"]
+    log.warning("%s: config changed since the last demo; recomputing this row", row)
+    shutil.rmtree(row_dir)
+    return None
+
+
+def _score_row(row: str, cfg) -> dict[str, dict[str, float]]:
+    metrics = _calibration_row(row, cfg) if row in CALIBRATION else _backbone_row(row, cfg)
+    write_json_atomic(Path(cfg.run_dir) / "eval.json", {"config": to_yaml(cfg), "metrics": metrics})
     return metrics
 
 
 def _catalogs(cfg):
-    from vidssl.train.run import catalog_from_config
+    from vidssl.data.from_config import catalog_from_config
 
     data = cfg.data.copy()
     data.split = 1
@@ -135,23 +156,19 @@ def _catalogs(cfg):
     return train, tests
 
 
-def _backbone_row(row: str, cfg, row_dir: Path) -> dict[str, dict[str, float]]:
+def _backbone_row(row: str, cfg) -> dict[str, dict[str, float]]:
+    from vidssl.data.from_config import frame_cache_from_config
     from vidssl.eval.protocol import evaluate_backbone
     from vidssl.models import build_backbone
     from vidssl.train.export import load_backbone
-    from vidssl.train.run import frame_cache_from_config
 
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)
     if row == "random":
         torch.manual_seed(cfg.trainer.seed)
-        backbone = build_backbone(cfg.model.backbone, width=cfg.model.width, depth=cfg.model.depth)
-    else:
-        last = row_dir / "checkpoints" / "last.ckpt"
-        if not (row_dir / "backbone.safetensors").is_file():
-            _pretrain_in_fresh_process(row, cfg, resume=last.is_file())
-        backbone = build_backbone(cfg.model.backbone, width=cfg.model.width, depth=cfg.model.depth)
-        load_backbone(backbone, row_dir / "backbone.safetensors")
+    backbone = build_backbone(cfg.model.backbone, width=cfg.model.width, depth=cfg.model.depth)
+    if row != "random":
+        load_backbone(backbone, Path(cfg.run_dir) / "backbone.safetensors")
     train, tests = _catalogs(cfg)
     # Decoding workers for scoring: the first row to score fills the frame cache, and no
     # training step competes for the cores, so as many as there are cores.
@@ -160,31 +177,38 @@ def _backbone_row(row: str, cfg, row_dir: Path) -> dict[str, dict[str, float]]:
                              frame_cache=frame_cache_from_config(cfg.data), progress=cfg.trainer.progress)
 
 
-def _pretrain_in_fresh_process(row: str, cfg, resume: bool) -> None:
-    """``vidssl.train.run.pretrain(cfg, resume=resume)`` in a new interpreter.
+def _pretrain_in_fresh_process(jobs: list[tuple[str, object]]) -> None:
+    """``vidssl.train.run.pretrain`` of each (row, config) in ``jobs``, in one new interpreter.
 
     By the time the trained rows run, this process has imported OpenCV (the benchmark renderer,
     the optical-flow calibration row), and a training step in a process that has imported cv2
     measured 12-18% slower here (0.26 vs 0.22 s per step of the demo's R3D, same config, same
     data; cv2.setNumThreads(1) and OPENBLAS_NUM_THREADS=1 did not help). A spawned process
-    imports only what training needs, and its memory goes back when the row ends.
+    imports only what training needs. One process for all rows because importing Lightning
+    costs about 7 s here; a row interrupted earlier resumes from its last checkpoint.
     """
     import multiprocessing
 
-    from vidssl.train.run import pretrain
-
-    process = multiprocessing.get_context("spawn").Process(target=pretrain, args=(cfg,), kwargs={"resume": resume},
-                                                           name=f"pretrain-{row}")
+    process = multiprocessing.get_context("spawn").Process(target=_pretrain_rows, args=(jobs,), name="demo-pretrain")
     process.start()
     process.join()
     if process.exitcode != 0:
-        raise RuntimeError(f"demo row {row!r}: pretraining failed (exit code {process.exitcode}); its error is "
-                           f"printed above. Re-running the demo resumes it from {cfg.run_dir}/checkpoints")
+        raise RuntimeError(f"demo: pretraining failed (exit code {process.exitcode}); the error is printed above. "
+                           f"Re-running the demo resumes each unfinished row from <row>/checkpoints/last.ckpt")
+
+
+def _pretrain_rows(jobs: list[tuple[str, object]]) -> None:
+    from vidssl.train.run import pretrain
+
+    for row, cfg in jobs:
+        t0 = time.perf_counter()
+        pretrain(cfg, resume=(Path(cfg.run_dir) / "checkpoints" / "last.ckpt").is_file())
+        print(f"[demo] {row}: trained in {time.perf_counter() - t0:.0f} s", flush=True)
 
 
 def _calibration_row(row: str, cfg) -> dict[str, dict[str, float]]:
     from vidssl.eval.calibration import calibration_feature_sets
-    from vidssl.eval.protocol import evaluate_features
+    from vidssl.eval.protocol import evaluate_feature_sets
 
     train, tests = _catalogs(cfg)
     # The flow statistics look at the frames one evaluation clip spans (clip_len x stride), the
@@ -193,4 +217,4 @@ def _calibration_row(row: str, cfg) -> dict[str, dict[str, float]]:
     # No training runs beside it, so the feature computation gets every core.
     gallery, queries = calibration_feature_sets(row, train, tests, workers=_CORES,
                                                 progress=cfg.trainer.progress, **kwargs)
-    return {name: evaluate_features(gallery, q, ks=cfg.eval.ks, linear=cfg.eval.linear) for name, q in queries.items()}
+    return evaluate_feature_sets(gallery, queries, ks=cfg.eval.ks, linear=cfg.eval.linear)

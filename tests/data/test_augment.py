@@ -102,6 +102,24 @@ def test_crop_box_maps_with_half_pixel_convention():
     torch.testing.assert_close(out, torch.tensor([[[[22.5, 24.5], [38.5, 40.5]]]]))
 
 
+def test_unscaled_integer_boxes_are_sliced_and_match_the_resampling_path():
+    # Boxes of exactly the output size at integer corners take the slicing path; in a batch
+    # with one scaled box everything goes through grid_sample, which must give the same pixels.
+    images = torch.rand(3, 6, 12, 10, generator=torch.Generator().manual_seed(1))
+    plain = torch.tensor([[0.0, 0.0, 8.0, 8.0], [2.0, 4.0, 8.0, 8.0], [1.0, 3.0, 8.0, 8.0]])
+    flip = torch.tensor([False, True, False])
+    sliced = crop_resize_flip(images, plain, flip, (8, 8))
+    expected = torch.stack([images[0, :, 0:8, 0:8], images[1, :, 4:12, 2:10].flip(-1), images[2, :, 3:11, 1:9]])
+    assert torch.equal(sliced, expected)
+    mixed = torch.cat([plain, torch.tensor([[0.0, 0.0, 10.0, 12.0]])])
+    resampled = crop_resize_flip(torch.cat([images, images[:1]]), mixed, torch.cat([flip, torch.tensor([False])]), (8, 8))
+    torch.testing.assert_close(resampled[:3], sliced, rtol=0, atol=1e-5)
+    # A fractional corner or a box reaching outside the image is not a plain crop.
+    for box in ([0.5, 0.0, 8.0, 8.0], [4.0, 0.0, 8.0, 8.0]):
+        out = crop_resize_flip(images[:1], torch.tensor([box]), torch.tensor([False]), (8, 8))
+        assert out.shape == (1, 6, 8, 8) and torch.isfinite(out).all()
+
+
 def test_boxes_lie_inside_the_frame_and_respect_scale():
     aug = ClipAugment(crop_size=16, scale=(0.3, 0.6), ratio=(0.5, 2.0))
     p = aug.sample_params(500, 40, 60, torch.Generator().manual_seed(0))

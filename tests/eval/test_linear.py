@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from vidssl.eval.linear import linear_probe
+from vidssl.eval.linear import linear_probe, linear_probe_many
 
 
 def separable(rng, n, dim=16, classes=4, scale=1000.0):
@@ -55,3 +55,18 @@ def test_bad_input_is_a_clear_error():
         linear_probe(f, [0, 1, 0, 1], f, [0, 1])
     with pytest.raises(ValueError, match="dim"):
         linear_probe(f, [0, 1, 0, 1], np.ones((4, 2)), [0, 1, 0, 1])
+
+
+@pytest.mark.parametrize("kind", ["logreg", "svm"])
+def test_several_test_splits_share_one_fit_and_match_separate_probes(kind):
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(4, 10)) * 2
+    y = rng.integers(0, 4, 500)
+    f = centres[y] + rng.normal(size=(500, 10))
+    tests = {"a": (f[300:400], y[300:400]), "b": (f[400:], y[400:])}
+    many = linear_probe_many(f[:300], y[:300], tests, kind=kind)
+    assert set(many) == {"a", "b"}
+    for name, (tf, ty) in tests.items():
+        assert many[name] == linear_probe(f[:300], y[:300], tf, ty, kind=kind)
+    with pytest.raises(ValueError, match="b features have dim"):
+        linear_probe_many(f[:300], y[:300], {"a": tests["a"], "b": (np.ones((5, 3)), y[:5])})

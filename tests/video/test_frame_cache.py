@@ -67,6 +67,7 @@ def test_a_replaced_video_gets_new_frames_not_the_stale_file(tmp_path):
 def test_a_damaged_file_is_reported_replaced_and_the_frames_still_served(video, tmp_path, damage):
     cache = FrameCache(tmp_path / "cache", None)
     expected = np.array(cache.frames(video))
+    np.testing.assert_array_equal(cache.frames(video), expected)  # a hit: the file's layout is now remembered
     stored = cache.path_for(video)
     if damage == "truncate":
         stored.write_bytes(stored.read_bytes()[:200])

@@ -14,6 +14,8 @@ _EXPORTS = {
     "folder": "catalogs",
     "csv_catalog": "catalogs",
     "load_catalog": "catalogs",
+    "catalog_from_config": "from_config",
+    "frame_cache_from_config": "from_config",
     "loop_indices": "sampling",
     "clip_indices": "sampling",
     "random_clip_indices": "sampling",

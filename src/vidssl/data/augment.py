@@ -177,7 +177,7 @@ class ClipAugment:
         x = self._blur(x, params, n, t)
         mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
-        x = (x - mean) / std
+        x = x.sub_(mean).div_(std)  # x is this call's own tensor (every step above makes a new one)
         return x.view(n, t, 3, self.crop_size, self.crop_size).permute(0, 2, 1, 3, 4).contiguous()
 
     def apply_geometry(self, maps: torch.Tensor, params: AugmentParams, vector_field: bool = False,
@@ -285,6 +285,10 @@ def crop_resize_flip(images: torch.Tensor, boxes: torch.Tensor, flip: torch.Tens
     out_h, out_w = size
     n, _, in_h, in_w = images.shape
     boxes = boxes.to(device=images.device, dtype=torch.float32)
+    corners = _unscaled_corners(boxes, size, (in_h, in_w))
+    if corners is not None:
+        out = torch.stack([images[i, :, y:y + out_h, x:x + out_w] for i, (x, y) in enumerate(corners)])
+        return torch.where(flip.view(-1, 1, 1, 1), out.flip(-1), out) if bool(flip.any()) else out
     x0, y0, w, h = boxes.unbind(1)
     cols = torch.arange(out_w, device=images.device, dtype=torch.float32) + 0.5
     rows = torch.arange(out_h, device=images.device, dtype=torch.float32) + 0.5
@@ -297,6 +301,24 @@ def crop_resize_flip(images: torch.Tensor, boxes: torch.Tensor, flip: torch.Tens
     if bool(flip.any()):
         out = torch.where(flip.view(-1, 1, 1, 1), out.flip(-1), out)
     return out
+
+
+def _unscaled_corners(boxes: torch.Tensor, size: tuple[int, int], in_size: tuple[int, int]) -> list[list[int]] | None:
+    """Top-left corners (x0, y0) when every box is an integer box of exactly ``size`` inside the
+    image, else None.
+
+    Such boxes need no resampling: bilinear sampling at the half-pixel centres of an unscaled
+    integer box returns the pixels themselves, so slicing gives the same values as the grid at a
+    fifth of the cost (14 vs 2.5 ms for a batch of 32 8-frame clips on 2 cores). A plain random
+    crop (``scale`` chosen so the box is the crop size) and the evaluation centre crop are such boxes.
+    """
+    (out_h, out_w), (in_h, in_w) = size, in_size
+    x0, y0, w, h = boxes.unbind(1)
+    plain = ((w == out_w) & (h == out_h) & (x0 == x0.round()) & (y0 == y0.round())
+             & (x0 >= 0) & (y0 >= 0) & (x0 + out_w <= in_w) & (y0 + out_h <= in_h))
+    if not bool(plain.all()):
+        return None
+    return boxes[:, :2].long().tolist()
 
 
 def _random_resized_boxes(n: int, height: int, width: int, scale, ratio, uniform) -> torch.Tensor:

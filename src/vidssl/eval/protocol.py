@@ -11,18 +11,28 @@ from typing import Mapping
 from torch import nn
 
 from vidssl.eval.features import FeatureSet, extract_features
-from vidssl.eval.linear import linear_probe
+from vidssl.eval.linear import linear_probe_many
 from vidssl.eval.retrieval import retrieval_recall
 
-__all__ = ["evaluate_features", "evaluate_backbone"]
+__all__ = ["evaluate_features", "evaluate_feature_sets", "evaluate_backbone"]
 
 
 def evaluate_features(train: FeatureSet, test: FeatureSet, *, ks=(1, 5, 10, 20, 50),
                       linear: str = "logreg") -> dict[str, float]:
     """R@k of test-queries-train retrieval plus linear-probe top-1, all in percent."""
-    metrics = retrieval_recall(test.features, test.labels, train.features, train.labels, ks=tuple(ks))
-    metrics.update(linear_probe(train.features, train.labels, test.features, test.labels, kind=linear))
-    return metrics
+    return evaluate_feature_sets(train, {"test": test}, ks=ks, linear=linear)["test"]
+
+
+def evaluate_feature_sets(train: FeatureSet, tests: Mapping[str, FeatureSet], *, ks=(1, 5, 10, 20, 50),
+                          linear: str = "logreg") -> dict[str, dict[str, float]]:
+    """``evaluate_features`` for several test lists on one gallery: ``{name: metrics}``, one probe fit."""
+    probe = linear_probe_many(train.features, train.labels, {n: (t.features, t.labels) for n, t in tests.items()},
+                              kind=linear)
+    results = {}
+    for name, test in tests.items():
+        results[name] = retrieval_recall(test.features, test.labels, train.features, train.labels, ks=tuple(ks))
+        results[name].update(probe[name])
+    return results
 
 
 def evaluate_backbone(backbone: nn.Module, train_catalog, test_catalogs: Mapping[str, object], eval_cfg,
@@ -36,8 +46,6 @@ def evaluate_backbone(backbone: nn.Module, train_catalog, test_catalogs: Mapping
                                 device=device, frame_cache=frame_cache, progress=progress, desc=what)
 
     gallery = features(train_catalog, "train")
-    results = {}
-    for name, catalog in test_catalogs.items():
-        results[name] = evaluate_features(gallery, features(catalog, name), ks=eval_cfg.ks, linear=eval_cfg.linear)
-    return results
+    tests = {name: features(catalog, name) for name, catalog in test_catalogs.items()}
+    return evaluate_feature_sets(gallery, tests, ks=eval_cfg.ks, linear=eval_cfg.linear)
 

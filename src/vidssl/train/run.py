@@ -10,7 +10,6 @@ import logging
 import time
 import warnings
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import torch
@@ -19,7 +18,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from vidssl.config import ConfigError, to_yaml
 from vidssl.data.augment import ClipAugment
-from vidssl.data.catalogs import load_catalog
+from vidssl.data.from_config import catalog_from_config, frame_cache_from_config
 from vidssl.io import write_json_atomic, write_text_atomic
 from vidssl.methods.base import build_method, method_config
 from vidssl.models import build_backbone
@@ -29,9 +28,10 @@ from vidssl.train.export import save_backbone
 from vidssl.train.module import MethodModule
 from vidssl.train.sampler import steps_per_epoch
 from vidssl.train.schedule import scaled_lr
-from vidssl.video.frame_cache import FrameCache
 
-__all__ = ["pretrain", "resolve_precision", "cpu_has_native_bf16", "catalog_from_config"]
+# catalog_from_config and frame_cache_from_config live in vidssl.data.from_config; still importable
+# from here, where they were first.
+__all__ = ["pretrain", "resolve_precision", "cpu_has_native_bf16", "catalog_from_config", "frame_cache_from_config"]
 
 log = logging.getLogger(__name__)
 
@@ -64,29 +64,6 @@ def cpu_has_native_bf16() -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def catalog_from_config(data, subset: str = "train"):
-    kind = data.dataset
-    kwargs: dict[str, Any] = {}
-    if kind in ("ucf101", "hmdb51"):
-        kwargs = dict(root=data.root, split=data.split, subset=subset, split_dir=data.split_dir)
-    elif kind == "kinetics400":
-        kwargs = dict(root=data.root, csv_path=data.csv, subset=subset)
-    elif kind == "folder":
-        kwargs = dict(root=data.root)
-    elif kind == "csv":
-        kwargs = dict(csv_path=data.csv, root=data.root)
-    else:
-        raise ConfigError(f"data.dataset: unknown dataset {kind!r} (ucf101 | hmdb51 | kinetics400 | folder | csv)")
-    return load_catalog(kind, **kwargs)
-
-
-def frame_cache_from_config(data) -> FrameCache | None:
-    """The ``FrameCache`` that ``data.frame_cache`` names, at ``data.frame_size``; None when unset."""
-    if not data.frame_cache:
-        return None
-    return FrameCache(data.frame_cache, tuple(data.frame_size) if data.frame_size else None)
 
 
 def pretrain(cfg, *, resume: bool = False, callbacks: list[L.Callback] | None = None) -> Path:

