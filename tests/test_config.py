@@ -46,3 +46,14 @@ def test_method_section_validated_by_the_method():
         method_config("moco", {"name": "moco", "queue": 128})
     with pytest.raises(KeyError, match="unknown method"):
         method_config("no-such-method", {})
+
+
+def test_csv_dataset_needs_data_csv_and_its_root_defaults_to_the_csv_folder():
+    with pytest.raises(ConfigError, match=r"data\.csv: required when data\.dataset=csv"):
+        load_config([], ["data.dataset=csv"])
+    assert load_config([], ["data.dataset=csv", "data.csv=/a/b/train.csv"]).data.root == "/a/b"
+    assert load_config([], ["data.dataset=csv", "data.csv=/a/b/train.csv", "data.root=/v"]).data.root == "/v"
+    with pytest.raises(ConfigError, match="data.root"):  # every other dataset still needs its root
+        load_config([], ["data.dataset=folder"])
+    cfg = load_config([], ["data.root=/v", "data.dataset=folder", "data.test_fraction=0.2", "data.split_seed=3"])
+    assert cfg.data.test_fraction == 0.2 and cfg.data.split_seed == 3 and cfg.data.test_root is None

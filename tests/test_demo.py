@@ -43,3 +43,26 @@ def test_unknown_demo_row_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="unknown row"):
         run_demo(tmp_path / "demo", tmp_path / "bench", methods=["nope"], preset="tiny")
     assert not (tmp_path / "bench").exists()  # checked before anything is generated
+
+
+def test_each_demo_column_is_scored_against_its_own_splits_train_list(tmp_path):
+    from vidssl import demo
+
+    root = tmp_path / "ucf"
+    for cls in ("A", "B"):
+        for g in (1, 2, 3):
+            (root / cls).mkdir(parents=True, exist_ok=True)
+            (root / cls / f"v_{cls}_g0{g}_c01.avi").write_bytes(b"")
+    lists = root / "ucfTrainTestlist"
+    lists.mkdir()
+    (lists / "classInd.txt").write_text("1 A\n2 B\n")
+    clip = "{c}/v_{c}_g0{g}_c01.avi"
+    for split, (train_g, test_g) in {1: (1, 2), 2: (2, 3)}.items():  # split 2 tests on split 1's train group
+        (lists / f"trainlist0{split}.txt").write_text("".join(f"{clip.format(c=c, g=train_g)} {i + 1}\n"
+                                                              for i, c in enumerate("AB")))
+        (lists / f"testlist0{split}.txt").write_text("".join(f"{clip.format(c=c, g=test_g)}\n" for c in "AB"))
+    cfg = demo._row_config("random", [f"data.root={root}", f"run_dir={tmp_path / 'random'}"])
+    lists = demo._catalogs(cfg)
+    assert {name: (train.name, test.name) for name, (train, test) in lists.items()} == {
+        "decorrelated": ("ucf101-split1-train", "ucf101-split1-test"),
+        "biased": ("ucf101-split2-train", "ucf101-split2-test")}

@@ -71,3 +71,46 @@ def test_ranks_take_disjoint_shares_that_cover_everything(tmp_path, monkeypatch)
     assert done == [3, 2]
     cache = SignalCache(tmp_path / "cache", "motion-vectors", root)
     assert all(cache.has(p) for p in paths)
+
+
+def test_frame_size_is_height_by_width_everywhere_and_a_mismatch_names_both(tmp_path, capsys):
+    from vidssl.cli import main
+    from vidssl.video.reader import VideoReader
+
+    root = tmp_path / "data"
+    clip = np.zeros((5, 36, 60, 3), np.uint8)
+    for t in range(5):
+        clip[t, 8:20, 4 + 3 * t:16 + 3 * t] = 255
+    write_video(root / "a" / "v.avi", clip)
+    path = str(root / "a" / "v.avi")
+    # data.frame_size=[24, 40] (H, W) is --frame-size 24x40.
+    assert main(["extract", "flow", "--root", str(root), "--out", str(tmp_path / "cache"), "--frame-size", "24x40",
+                 "--workers", "1"]) == 0
+    assert SignalCache(tmp_path / "cache", "flow", root).load(path)["flow"].shape == (5, 24, 40, 2)
+    assert SignalSource("flow", cache_dir=tmp_path / "cache", root=root, frame_size=(24, 40)).cache is not None
+    with pytest.raises(ValueError) as err:
+        SignalSource("flow", cache_dir=tmp_path / "cache", root=root, frame_size=(40, 24))
+    assert "frame size: the cache holds 24x40, this run reads 40x24 (height x width)" in str(err.value)
+    with pytest.raises(ValueError, match="holds 24x40, asked for 12x20 \\(height x width\\)"):
+        extract_signals([path], "flow", tmp_path / "cache", root=root, frame_size=(12, 20), progress=False)
+    # Re-encoding takes the same order: --size 24x40 is 24 high, 40 wide.
+    assert main(["extract", "reencode", "--root", str(root), "--out", str(tmp_path / "re"), "--size", "24x40",
+                 "--workers", "1"]) == 0
+    with VideoReader(tmp_path / "re" / "a" / "v.avi") as reader:
+        assert reader.size == (24, 40)
+    assert main(["extract", "reencode", "--root", str(root), "--out", str(tmp_path / "re2"), "--size", "340"]) == 2
+    assert "expected HxW (height x width)" in capsys.readouterr().err
+
+
+def test_motion_vector_extraction_reports_b_frame_files_per_file(tmp_path):
+    root = tmp_path / "data"
+    plain = make_dataset(root, count=1)[0]
+    clip = np.repeat(np.random.default_rng(1).integers(0, 256, (1, 32, 32, 3), dtype=np.uint8), 8, axis=0)
+    with_b = root / "class1" / "xvid.avi"
+    write_video(with_b, clip, max_b_frames=2)  # I B B P ..., as UCF101's Xvid files
+    report = extract_signals([plain, str(with_b)], "motion-vectors", tmp_path / "cache", root=root, progress=False)
+    assert report.done == 2 and not report.failed
+    assert list(report.motion_vector_warnings) == ["class1/xvid.avi"]
+    note = report.motion_vector_warnings["class1/xvid.avi"]
+    assert "xvid.avi" in note and "B-frames" in note and "vidssl extract reencode" in note
+    assert "class1/xvid.avi" in report.to_dict()["motion_vector_warnings"]  # what the CLI writes as JSON

@@ -3,11 +3,14 @@
     vidssl make-benchmark ROOT [--preset demo] [--seed 0]
     vidssl pretrain -c CONFIG.yaml [key=value ...] [--resume]
     vidssl evaluate RUN_DIR [key=value ...] | --random -c CONFIG.yaml [key=value ...]
-    vidssl extract {reencode,flow,motion-vectors,motion-map} ...
-    vidssl check-videos DIR_OR_LIST [--out report.json]
+    vidssl extract {reencode,flow,motion-vectors,motion-map} ... [--frame-size HxW] [--size HxW]
+    vidssl check-videos DIR_LIST_OR_CSV [--root ROOT] [--stream N] [--out report.json]
     vidssl demo [--out runs/demo] [--budget 90]
 
-Every command that produces numbers also writes them as JSON.
+``key=value`` overrides may come before, between or after the options. Sizes are height x
+width everywhere, as ``data.frame_size: [H, W]``. Every command that produces numbers also
+writes them as JSON; ``extract`` exits 1 when any video failed, ``check-videos`` when any is
+unreadable.
 """
 from __future__ import annotations
 
@@ -27,11 +30,31 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. trainer.batch_size=16")
 
 
+class _IntermixedParser(argparse.ArgumentParser):
+    """A command's parser: positionals (``key=value`` overrides, RUN_DIR) and options in any order.
+
+    argparse's own ``parse_intermixed_args`` cannot be used on the top-level parser (it refuses
+    subparsers), so each command's parser parses intermixed when the top level hands it its
+    arguments; ``parse_known_intermixed_args`` calls ``parse_known_args`` itself, hence the flag.
+    """
+
+    _intermixing = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._intermixing:
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vidssl", description="Self-supervised video representation learning "
                                      "that takes motion seriously.")
     parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_IntermixedParser)
 
     p = sub.add_parser("make-benchmark", help="generate the embedded scene-bias benchmark (UCF101 layout)")
     p.add_argument("root")
@@ -61,15 +84,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", type=int, default=1)
     p.add_argument("--csv", default=None)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--size", default=None, help="re-encode size WxH, e.g. 340x256 (CoViAR)")
-    p.add_argument("--frame-size", default=None,
-                   help="WxH the signals are computed at; match the training config's data.frame_size")
+    # Every size in vidssl is height x width, as data.frame_size: [H, W] and VideoReader.size.
+    p.add_argument("--size", default=None, metavar="HxW",
+                   help="re-encode size, height x width, e.g. 256x340 (CoViAR: 340 wide, 256 high)")
+    p.add_argument("--frame-size", default=None, metavar="HxW",
+                   help="height x width the signals are computed at, the training config's data.frame_size "
+                        "in the same order: data.frame_size=[128,171] is --frame-size 128x171")
     p.add_argument("--flow-dtype", default="uint8", choices=["uint8", "float16"],
                    help="flow storage: uint8 quantised at +-20 px (TV-L1 convention) or float16")
     p.add_argument("--method", default="dis", help="flow method: dis | tvl1")
 
-    p = sub.add_parser("check-videos", help="find unreadable videos")
-    p.add_argument("source", help="a folder (searched recursively) or a text file listing paths")
+    p = sub.add_parser("check-videos", help="find unreadable and damaged videos (exit 1 when any is unreadable)")
+    p.add_argument("source", help="a folder (searched recursively), a video, a text file listing paths (UCF101 "
+                   "split lists too), or the CSV training reads (path,label or Kinetics' CSV)")
+    p.add_argument("--root", default=None, help="folder relative paths in a list or CSV are under (data.root; "
+                   "default: the list's folder)")
+    p.add_argument("--stream", type=int, default=None,
+                   help="which video stream of each file, counted from 0 (default: the best one)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--out", default=None, help="JSON report (default: check_videos.json here)")
 
@@ -121,10 +152,10 @@ def _evaluate(args) -> int:
     import torch
 
     from vidssl.config import load_config
-    from vidssl.eval.protocol import evaluate_backbone
+    from vidssl.eval.protocol import evaluate_splits
     from vidssl.models import build_backbone
     from vidssl.train.export import load_backbone
-    from vidssl.data.from_config import catalog_from_config, frame_cache_from_config
+    from vidssl.data.from_config import SPLIT_FILE, evaluation_catalogs, frame_cache_from_config
 
     run_dirs = [t for t in args.targets if "=" not in t]
     args.overrides = [t for t in args.targets if "=" in t]
@@ -139,14 +170,13 @@ def _evaluate(args) -> int:
     else:
         torch.manual_seed(cfg.trainer.seed)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    train = catalog_from_config(cfg.data, "train")
-    tests = {}
-    for split in args.test_split or [cfg.data.split]:
-        cfg.data.split = split
-        tests[f"split{split}"] = catalog_from_config(cfg.data, "test")
-    results = evaluate_backbone(backbone.to(device), train, tests, cfg.eval, frame_size=cfg.data.frame_size,
-                                crop_size=cfg.augment.crop_size, num_workers=cfg.data.num_workers, device=device,
-                                frame_cache=frame_cache_from_config(cfg.data))
+    # Each test list against the train list of its own split; a folder / csv dataset's held-out
+    # list (data.test_fraction: the split its pretraining recorded in the run directory).
+    lists = evaluation_catalogs(cfg.data, args.test_split,
+                                split_file=Path(args.run_dir) / SPLIT_FILE if args.run_dir else None)
+    results = evaluate_splits(backbone.to(device), lists, cfg.eval, frame_size=cfg.data.frame_size,
+                              crop_size=cfg.augment.crop_size, num_workers=cfg.data.num_workers, device=device,
+                              frame_cache=frame_cache_from_config(cfg.data))
     out = Path(args.out) if args.out else (Path(args.run_dir) / "eval.json" if args.run_dir else Path("eval.json"))
     write_json_atomic(out, results)
     for name, metrics in results.items():
@@ -159,7 +189,7 @@ def _extract(args) -> int:
     from vidssl import extract
 
     if args.kind == "reencode":
-        size = _pair(args.size, "--size") if args.size else None  # W x H
+        size = _pair(args.size, "--size") if args.size else None  # (H, W)
         report = extract.reencode_dataset(args.root, args.out, size=size, workers=args.workers)
     else:
         from vidssl.config import DataConfig
@@ -170,7 +200,7 @@ def _extract(args) -> int:
         if args.dataset in ("ucf101", "hmdb51", "kinetics400"):
             catalogs.append(catalog_from_config(data, "test"))
         paths = sorted({r.path for c in catalogs for r in c.records})
-        frame_size = tuple(reversed(_pair(args.frame_size, "--frame-size"))) if args.frame_size else None
+        frame_size = _pair(args.frame_size, "--frame-size") if args.frame_size else None  # (H, W)
         report = extract.extract_signals(paths, args.kind, args.out, root=args.root, workers=args.workers,
                                          flow_method=args.method, frame_size=frame_size,
                                          flow_dtype=args.flow_dtype)
@@ -181,27 +211,35 @@ def _extract(args) -> int:
           f"({report.seconds:.0f} s); report: {out}")
     for path, reason in list(report.failed.items())[:20]:
         print(f"  {path}: {reason}")
-    return 0
+    return 1 if report.failed else 0
 
 
 def _pair(text: str, option: str) -> tuple[int, int]:
     try:
         a, b = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise ValueError(f"{option}: expected WxH such as 340x256, got {text!r}") from None
+        raise ValueError(f"{option}: expected HxW (height x width) such as 256x340, got {text!r}") from None
+    if a <= 0 or b <= 0:
+        raise ValueError(f"{option}: height and width must be positive, got {text!r}")
     return a, b
 
 
 def _check_videos(args) -> int:
-    from vidssl.video.check import check_videos, collect_video_paths
+    from vidssl.video.check import VIDEO_EXTENSIONS, check_videos, collect_video_paths
 
-    paths = collect_video_paths(args.source)
-    report = check_videos(paths, workers=args.workers)
+    paths = collect_video_paths(args.source, root=args.root)
+    if not paths:
+        raise ValueError(f"{args.source}: no videos to check (extensions looked for: "
+                         f"{', '.join(VIDEO_EXTENSIONS)})")
+    report = check_videos(paths, workers=args.workers, stream=args.stream)
     out = Path(args.out or "check_videos.json")
     report.write_json(out)
-    print(f"{report.ok} readable, {len(report.bad)} unreadable; report: {out}")
-    for path, reason in report.bad[:20]:
-        print(f"  {path}: {reason}")
+    print(f"{report.ok} readable, {len(report.bad)} unreadable, {len(report.damaged)} damaged; report: {out}")
+    for what, listed in (("unreadable", report.bad), ("damaged", report.damaged)):
+        for path, reason in listed[:20]:
+            print(f"  {what} {path}: {reason}")
+        if len(listed) > 20:
+            print(f"  ... and {len(listed) - 20} more {what}, listed in {out}")
     return 0 if not report.bad else 1
 
 

@@ -28,10 +28,17 @@ class ConfigError(ValueError):
 @dataclass
 class DataConfig:
     dataset: str = "ucf101"          # catalog kind: ucf101 | hmdb51 | kinetics400 | folder | csv
-    root: str = "???"                # videos root
+    root: str = "???"                # videos root (csv: what the CSV's paths are relative to; default its folder)
     split: int = 1
     split_dir: Optional[str] = None  # folder of official split files (default: inside root)
-    csv: Optional[str] = None        # kinetics400 annotations / csv catalog file
+    csv: Optional[str] = None        # kinetics400 annotations / csv catalog file (required for csv)
+    # Held-out test videos of a folder or csv dataset (ucf101 / hmdb51 / kinetics400 have their own):
+    test_root: Optional[str] = None  # folder: a second folder of test videos, test_root/<class>/
+    test_csv: Optional[str] = None   # csv: a second path,label CSV of test videos (paths relative to root)
+    test_fraction: Optional[float] = None  # or hold out this fraction of every class (saved in the run dir)
+    split_seed: int = 0              # seed of the test_fraction split
+    group_column: Optional[str] = None  # csv: column naming each video's group (one group, one side);
+                                        # default: UCF101's _gXX_ in the file name, else none
     frame_size: list[int] = field(default_factory=lambda: [64, 64])  # decoded frames resized to H, W
     num_workers: int = 2
     samples_per_epoch: Optional[int] = None  # enlarge (or shrink) an epoch, e.g. pace's 90k on UCF101
@@ -139,10 +146,22 @@ def load_config(paths: Sequence[str | Path] = (), overrides: Sequence[str] = (),
             cfg = OmegaConf.merge(cfg, source)
         except OmegaConfBaseException as err:
             raise ConfigError(f"{origin}: {_describe(err)}") from None
+    _default_csv_root(cfg)
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(f"missing required config value(s): {', '.join(missing)}")
     return cfg
+
+
+def _default_csv_root(cfg: DictConfig) -> None:
+    """``data.dataset=csv``: ``data.csv`` is required and ``data.root`` defaults to the CSV's folder."""
+    data = cfg.get("data") if "data" in cfg else None
+    if not isinstance(data, DictConfig) or "dataset" not in data or data.dataset != "csv":
+        return
+    if not data.get("csv"):
+        raise ConfigError("data.csv: required when data.dataset=csv (a CSV file with header path,label)")
+    if OmegaConf.is_missing(data, "root"):
+        data.root = str(Path(data.csv).parent)
 
 
 def validate_section(schema: type, section: Mapping[str, Any] | DictConfig, prefix: str) -> Any:

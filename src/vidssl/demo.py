@@ -11,8 +11,10 @@ class) only a representation of motion does. Rows:
 - ``supervised-unbiased``: labels, split 3's unbiased train list: the motion upper bound.
 - every self-supervised method with a ``configs/demo/<name>.yaml``.
 
-All rows are scored the same way: split 1's train list is the gallery and the linear probe's
-training set; split 1's test list is "decorrelated", split 2's is "biased".
+All rows are scored the same way: split 1's test list is "decorrelated", split 2's is "biased", and
+each is scored against the train list of its own split (the gallery and the linear probe's training
+set). The benchmark writes the same biased list as trainlist01 and trainlist02, so both columns
+share one gallery: one feature extraction, one probe fit.
 A finished row is kept in ``<out>/<row>/eval.json`` and reused by the next run, so an
 interrupted demo continues where it stopped and nothing already computed is lost.
 """
@@ -143,22 +145,21 @@ def _score_row(row: str, cfg) -> dict[str, dict[str, float]]:
     return metrics
 
 
-def _catalogs(cfg):
+def _catalogs(cfg) -> dict:
+    """``{column: (train list, test list)}`` of the scored splits, each test list with its own split's train list."""
     from vidssl.data.from_config import catalog_from_config
 
-    data = cfg.data.copy()
-    data.split = 1
-    train = catalog_from_config(data, "train")
-    tests = {}
+    lists = {}
     for name, split in SPLITS.items():
+        data = cfg.data.copy()
         data.split = split
-        tests[name] = catalog_from_config(data, "test")
-    return train, tests
+        lists[name] = (catalog_from_config(data, "train"), catalog_from_config(data, "test"))
+    return lists
 
 
 def _backbone_row(row: str, cfg) -> dict[str, dict[str, float]]:
     from vidssl.data.from_config import frame_cache_from_config
-    from vidssl.eval.protocol import evaluate_backbone
+    from vidssl.eval.protocol import evaluate_splits
     from vidssl.models import build_backbone
     from vidssl.train.export import load_backbone
 
@@ -169,12 +170,11 @@ def _backbone_row(row: str, cfg) -> dict[str, dict[str, float]]:
     backbone = build_backbone(cfg.model.backbone, width=cfg.model.width, depth=cfg.model.depth)
     if row != "random":
         load_backbone(backbone, Path(cfg.run_dir) / "backbone.safetensors")
-    train, tests = _catalogs(cfg)
     # Decoding workers for scoring: the first row to score fills the frame cache, and no
     # training step competes for the cores, so as many as there are cores.
-    return evaluate_backbone(backbone, train, tests, cfg.eval, frame_size=cfg.data.frame_size,
-                             crop_size=cfg.augment.crop_size, num_workers=max(cfg.data.num_workers, _CORES),
-                             frame_cache=frame_cache_from_config(cfg.data), progress=cfg.trainer.progress)
+    return evaluate_splits(backbone, _catalogs(cfg), cfg.eval, frame_size=cfg.data.frame_size,
+                           crop_size=cfg.augment.crop_size, num_workers=max(cfg.data.num_workers, _CORES),
+                           frame_cache=frame_cache_from_config(cfg.data), progress=cfg.trainer.progress)
 
 
 def _pretrain_in_fresh_process(jobs: list[tuple[str, object]]) -> None:
@@ -208,13 +208,16 @@ def _pretrain_rows(jobs: list[tuple[str, object]]) -> None:
 
 def _calibration_row(row: str, cfg) -> dict[str, dict[str, float]]:
     from vidssl.eval.calibration import calibration_feature_sets
-    from vidssl.eval.protocol import evaluate_feature_sets
+    from vidssl.eval.protocol import evaluate_feature_sets, group_by_gallery
 
-    train, tests = _catalogs(cfg)
+    lists = _catalogs(cfg)
     # The flow statistics look at the frames one evaluation clip spans (clip_len x stride), the
     # same window the networks see, rather than the whole video.
     kwargs = {"max_frames": cfg.eval.clip_len * cfg.eval.stride} if row == "motion-only" else {}
-    # No training runs beside it, so the feature computation gets every core.
-    gallery, queries = calibration_feature_sets(row, train, tests, workers=_CORES,
-                                                progress=cfg.trainer.progress, **kwargs)
-    return evaluate_feature_sets(gallery, queries, ks=cfg.eval.ks, linear=cfg.eval.linear)
+    metrics = {}
+    for train, tests in group_by_gallery(lists):
+        # No training runs beside it, so the feature computation gets every core.
+        gallery, queries = calibration_feature_sets(row, train, tests, workers=_CORES,
+                                                    progress=cfg.trainer.progress, **kwargs)
+        metrics.update(evaluate_feature_sets(gallery, queries, ks=cfg.eval.ks, linear=cfg.eval.linear))
+    return {name: metrics[name] for name in lists}

@@ -37,6 +37,8 @@ class ExtractionReport:
     done: int = 0  # computed now
     skipped: int = 0  # already there (resumed)
     failed: dict[str, str] = field(default_factory=dict)
+    # relative path -> why some of its frames have no per-frame motion vectors (B-frames, ...)
+    motion_vector_warnings: dict[str, str] = field(default_factory=dict)
     rank: int = 0
     world_size: int = 1
     seconds: float = 0.0
@@ -84,7 +86,7 @@ def extract_signals(catalog_or_paths, kind: str, cache_dir: str | os.PathLike, *
         rank, world_size: this process's share (default: ``RANK`` / ``WORLD_SIZE`` or 0 / 1).
     """
     from vidssl.data.signals import SignalSpec
-    from vidssl.video.cache import SignalCache
+    from vidssl.video.cache import SignalCache, spec_difference
 
     kind = kind.replace("_", "-")
     spec = SignalSpec(kind, flow_method=flow_method, flow_dtype=flow_dtype, size=frame_size,
@@ -94,8 +96,9 @@ def extract_signals(catalog_or_paths, kind: str, cache_dir: str | os.PathLike, *
     cache = SignalCache(cache_dir, kind, root)
     found = cache.read_spec()
     if found is not None and found != spec.to_json() and not overwrite:
-        raise ValueError(f"{cache.spec_path}: this cache holds {kind} computed with {found}; asked for "
-                         f"{spec.to_json()}. Use another cache folder, or overwrite=True to recompute all.")
+        raise ValueError(f"{cache.spec_path}: this cache holds {kind} computed with other settings "
+                         f"({spec_difference(found, spec.to_json())}). Use another cache folder, or "
+                         f"overwrite=True to recompute all.")
     cache.write_spec(spec.to_json())
     if rank is None or world_size is None:
         rank, world_size = distributed_rank()
@@ -107,10 +110,12 @@ def extract_signals(catalog_or_paths, kind: str, cache_dir: str | os.PathLike, *
     started = time.perf_counter()
     args = [(p, spec, str(cache_dir), str(root)) for p in todo]
     succeeded = []
-    for (path, *_), error in _run(_extract_one, args, workers, f"extract {kind}", progress):
+    for (path, *_), error, note in _run(_extract_one, args, workers, f"extract {kind}", progress):
         if error is None:
             report.done += 1
             succeeded.append(relative[path])
+            if note:
+                report.motion_vector_warnings[relative[path]] = note
         else:
             report.failed[relative[path]] = error
     report.seconds = round(time.perf_counter() - started, 2)
@@ -121,11 +126,24 @@ def extract_signals(catalog_or_paths, kind: str, cache_dir: str | os.PathLike, *
     return report
 
 
-def _extract_one(path: str, spec, cache_dir: str, root: str) -> None:
+def _extract_one(path: str, spec, cache_dir: str, root: str) -> str | None:
+    """Compute and save one video's signal; returns its motion-vector warning, if any."""
+    import warnings
+
     from vidssl.data.signals import compute_video_signal
     from vidssl.video.cache import SignalCache
+    from vidssl.video.compressed import MotionVectorWarning
 
-    SignalCache(cache_dir, spec.kind, root).save(path, compute_video_signal(path, spec))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MotionVectorWarning)
+        SignalCache(cache_dir, spec.kind, root).save(path, compute_video_signal(path, spec))
+    notes = []
+    for w in caught:
+        if issubclass(w.category, MotionVectorWarning):
+            notes.append(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return " ".join(notes) or None
 
 
 # -- re-encoding --------------------------------------------------------------------------------
@@ -139,7 +157,7 @@ def reencode_dataset(src_root: str | os.PathLike, dst_root: str | os.PathLike, *
     """Re-encode every video under ``src_root`` into ``dst_root`` with the same layout (CoViAR convention).
 
     Args:
-        size: (width, height) of the output, e.g. (340, 256) as CoViAR; None keeps each video's size.
+        size: (height, width) of the output, e.g. (256, 340) as CoViAR; None keeps each video's size.
         gop, qscale: see :func:`vidssl.video.reencode.reencode_video` (defaults: 12, and 1 as CoViAR's -q:v 1).
         paths: the videos to do (default: every file with a video extension under ``src_root``).
         copy_lists: copy the small annotation files under ``src_root`` (.txt, .csv, .json: split
@@ -165,7 +183,7 @@ def reencode_dataset(src_root: str | os.PathLike, dst_root: str | os.PathLike, *
                               rank=rank, world_size=world_size)
     started = time.perf_counter()
     args = [(str(src_root / rel), str(targets[rel]), size, gop, qscale) for rel in todo]
-    for (src, *_), error in _run(_reencode_one, args, workers, "re-encode", progress):
+    for (src, *_), error, _ in _run(_reencode_one, args, workers, "re-encode", progress):
         rel = _relative_to(Path(src), src_root)
         if error is None:
             report.done += 1
@@ -201,7 +219,7 @@ def _copy_lists(src_root: Path, dst_root: Path, max_bytes: int = 50 << 20) -> No
 
 
 def _run(fn: Callable, args: list[tuple], workers: int, desc: str, progress: bool):
-    """Yield (args, error message or None) for each call, in completion order, with a progress bar.
+    """Yield (args, error message or None, return value) for each call, in completion order, with a progress bar.
 
     Any exception a video raises becomes its error message; the others go on.
     """
@@ -210,28 +228,28 @@ def _run(fn: Callable, args: list[tuple], workers: int, desc: str, progress: boo
         if workers <= 1 or len(args) <= 1:
             _worker_init()
             for a in args:
-                yield a, _call(fn, a)
+                yield (a, *_call(fn, a))
                 bar.update()
             return
         with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init) as pool:
             futures = {pool.submit(_call, fn, a): a for a in args}
             for future in as_completed(futures):
                 try:
-                    error = future.result()
+                    error, value = future.result()
                 except Exception as e:  # the worker process died (e.g. a decoder crash)
-                    error = f"worker process failed: {type(e).__name__}: {e}"
-                yield futures[future], error
+                    error, value = f"worker process failed: {type(e).__name__}: {e}", None
+                yield futures[future], error, value
                 bar.update()
     finally:
         bar.close()
 
 
-def _call(fn: Callable, a: tuple) -> str | None:
+def _call(fn: Callable, a: tuple) -> tuple[str | None, Any]:
     try:
-        fn(*a)
+        value = fn(*a)
     except Exception as e:  # a bad video must not stop the others; its reason is reported
-        return f"{type(e).__name__}: {e}"
-    return None
+        return f"{type(e).__name__}: {e}", None
+    return None, value
 
 
 def _worker_init() -> None:

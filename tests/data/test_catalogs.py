@@ -248,3 +248,61 @@ def test_load_catalog_dispatch(tmp_path):
         load_catalog("ucf", root=tmp_path)
     with pytest.raises(TypeError, match="catalog 'folder'"):
         load_catalog("folder", root=tmp_path, split=2)
+
+
+# ---- held-out test lists for folder and CSV datasets ----------------------------------------
+
+
+def test_folder_and_csv_read_a_test_list_with_the_training_classes(tmp_path):
+    touch(tmp_path / "train" / "run" / "a.mp4")
+    touch(tmp_path / "train" / "walk" / "b.mp4")
+    touch(tmp_path / "test" / "walk" / "c.mp4")  # only one class: ids must still be the training ones
+    train = folder(tmp_path / "train")
+    test = folder(tmp_path / "test", classes=train.classes)
+    assert test.classes == ["run", "walk"] and test.labels().tolist() == [1]
+    touch(tmp_path / "test" / "jump" / "d.mp4")
+    with pytest.raises(ValueError, match="jump"):
+        folder(tmp_path / "test", classes=train.classes)
+
+    (tmp_path / "train.csv").write_text("path,label,actor\ntrain/run/a.mp4,run,ann\ntrain/walk/b.mp4,walk,bob\n")
+    (tmp_path / "test.csv").write_text("path,label,actor\ntest/walk/c.mp4,walk,cid\n")
+    train = csv_catalog(tmp_path / "train.csv", group_column="actor")
+    assert train.groups == ["ann", "bob"]
+    test = csv_catalog(tmp_path / "test.csv", tmp_path, classes=train.classes, group_column="actor")
+    assert test.labels().tolist() == [1] and test.classes == train.classes
+    (tmp_path / "odd.csv").write_text("path,label\ntest/walk/c.mp4,swim\n")
+    with pytest.raises(ValueError, match=r"odd.csv, line 2.*swim"):
+        csv_catalog(tmp_path / "odd.csv", tmp_path, classes=train.classes)
+    with pytest.raises(ValueError, match="missing actor"):
+        csv_catalog(tmp_path / "odd.csv", tmp_path, group_column="actor")
+
+
+def test_holdout_split_is_stratified_seeded_and_keeps_groups_together(tmp_path):
+    from vidssl.data.catalogs import holdout_split, video_group
+
+    assert video_group("Walk/v_Walk_g08_c03.avi") == "g08" and video_group("walk/clip3.mp4") == "walk/clip3.mp4"
+    # UCF101-style names: 10 groups of 2 clips in each of 2 classes, plus loose clips in a third.
+    for cls in ("Run", "Walk"):
+        for g in range(1, 11):
+            for c in (1, 2):
+                touch(tmp_path / cls / f"v_{cls}_g{g:02d}_c{c:02d}.avi")
+    for i in range(10):
+        touch(tmp_path / "Swim" / f"swim{i}.mp4")
+    cat = folder(tmp_path)
+    train, test = holdout_split(cat, 0.3, seed=0)
+    assert len(train) + len(test) == len(cat) and not {r.path for r in train.records} & {r.path for r in test.records}
+    held = {name: int((test.labels() == i).sum()) for i, name in enumerate(cat.classes)}
+    assert held == {"Run": 6, "Swim": 3, "Walk": 6}  # 30% of every class
+    group_sides = {}
+    for side, part in (("train", train), ("test", test)):
+        for record in part.records:
+            group_sides.setdefault(video_group(record.path), set()).add(side)
+    assert all(len(sides) == 1 for sides in group_sides.values())  # no group on both sides
+    # UCF101's group number is one group across classes, as in its official splits.
+    assert all(len(group_sides[f"g{g:02d}"]) == 1 for g in range(1, 11))
+    # Deterministic whatever the record order; another seed gives another split.
+    shuffled = Catalog(cat.records[::-1], cat.classes, cat.name, cat.groups[::-1])
+    assert {r.path for r in holdout_split(shuffled, 0.3, seed=0)[1].records} == {r.path for r in test.records}
+    assert {r.path for r in holdout_split(cat, 0.3, seed=1)[1].records} != {r.path for r in test.records}
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        holdout_split(cat, 1.0)

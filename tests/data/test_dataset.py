@@ -175,6 +175,23 @@ def test_signals_get_path_and_view_indices(videos):
         VideoDataset(make_catalog(good), FixedViews([0], [1]), signals={"clips": dummy_motion})
 
 
+def test_signal_with_another_frame_count_makes_a_bad_item(videos):
+    """A cached signal shorter than its video (extracted from another decode): the clip's frames are
+    past its end. The video is bad like an unreadable one: warned, replaced, recorded."""
+    good, _ = videos
+    frames_of = {good[0]: NUM_FRAMES, good[1]: NUM_FRAMES // 2, good[2]: NUM_FRAMES}
+
+    def cached_signal(path, indices):
+        values = np.arange(frames_of[path], dtype=np.float32)  # one value per cached frame
+        return values[indices]  # IndexError past the end, as a cache lookup raises it
+
+    ds = VideoDataset(make_catalog(good), FixedViews([12, 13], [14, 15]), signals={"motion": cached_signal})
+    with pytest.warns(BadVideoWarning, match=r"good1\.mp4.*signal 'motion'"):
+        item = ds[1]
+    assert item["skipped"] == [good[1]] and int(item["index"]) in (0, 2)
+    assert item["motion"][0].tolist() == [12.0, 13.0]
+
+
 def test_collate_and_tally(videos):
     good, bad = videos
     ds = VideoDataset(make_catalog([good[0], bad, good[1]]), FixedViews([0, 1], [2, 3]))

@@ -75,9 +75,35 @@ def test_flow_and_vectors_are_in_pixels_of_the_delivered_map(dataset):
         centre = flow[t, int(top) + 4:int(top) + 12, int(left) + 4:int(left) + 12].reshape(-1, 2)
         np.testing.assert_allclose(np.median(centre, axis=0), [DX / 2, DY / 2], atol=0.3)
         cells = vectors[t, int(top / 4) + 1:int((top + 16) / 4), int(left / 4) + 1:int((left + 16) / 4)]
-        # 1/4 grid of the 40 px frame: 4 px of motion in the 80 px video is 4 * 10 / 80 = 0.5 cells.
-        np.testing.assert_allclose(np.median(cells.reshape(-1, 2), axis=0), [DX / 8, DY / 8], atol=1e-3)
+        # Pixels of the 40 px frame, not of the 1/4 grid: 4 px in the 80 px video is 2 px.
+        np.testing.assert_allclose(np.median(cells.reshape(-1, 2), axis=0), [DX / 2, DY / 2], atol=1e-3)
     np.testing.assert_array_equal(flow[-1], flow[-2])  # MCL 3.1
+
+
+def test_known_translation_reads_the_same_from_flow_vectors_and_the_motion_map_input(tmp_path):
+    """A whole-frame translation of (2, 1) px per delivered frame (4, 2 in the 64 px file)."""
+    rng = np.random.default_rng(3)
+    texture = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8).repeat(4, 0).repeat(4, 1)  # 160 px
+    frames = np.stack([texture[40 - 2 * t:104 - 2 * t, 40 - 4 * t:104 - 4 * t] for t in range(6)])
+    path = tmp_path / "pan.avi"
+    write_video(path, frames)
+    signals = build_signals(["flow", "motion-vectors", "mv-motion-map", "motion-map"], frame_size=(32, 32))
+    frames_at = np.arange(1, 5)
+    flow = signals["flow"](path, frames_at - 1)  # flow t-1 -> t: the displacement the vectors of t hold
+    vectors = signals["motion-vectors"](path, frames_at)
+    inner_flow, inner_vectors = flow[:, 8:24, 8:24].reshape(-1, 2), vectors[:, 2:6, 2:6].reshape(-1, 2)
+    np.testing.assert_allclose(np.median(inner_flow, axis=0), [2, 1], atol=0.2)
+    np.testing.assert_array_equal(np.median(inner_vectors, axis=0), [2, 1])
+    from vidssl.video.flow import motion_map
+
+    # The motion maps are eq. (1) on those very fields: uniform motion, no boundary inside.
+    np.testing.assert_array_equal(signals["mv-motion-map"](path, frames_at), motion_map(vectors))
+    assert np.median(signals["mv-motion-map"](path, frames_at)[:, 2:6, 2:6]) == 0
+    assert np.median(signals["motion-map"](path, frames_at - 1)[:, 8:24, 8:24]) < 0.2
+    # Zero motion stays exactly zero through the uint8 flow storage.
+    still = tmp_path / "still.avi"
+    write_video(still, np.repeat(frames[:1], 3, axis=0))
+    assert np.median(signals["flow"](still, np.arange(3))) == 0.0
 
 
 def test_cache_with_other_settings_is_refused(tmp_path, dataset):
@@ -88,6 +114,19 @@ def test_cache_with_other_settings_is_refused(tmp_path, dataset):
     with pytest.raises(ValueError, match="unknown signal"):
         SignalSource("optical-flow")
     assert SignalSource("motion_vectors").name == "motion-vectors"
+
+
+@pytest.mark.parametrize("kind", ["flow", "motion-vectors"])
+def test_cache_of_an_older_stored_format_is_refused(tmp_path, dataset, kind):
+    """Flow stored with the old uint8 codes (zero read +0.078 px) or motion vectors with B-frames
+    mis-marked must be recomputed, not read."""
+    root, paths = dataset
+    extract_signals(paths[:1], kind, tmp_path, root=root, progress=False)
+    cache = SignalCache(tmp_path, kind, root)
+    old = dict(cache.read_spec(), version=1)
+    cache.write_spec(old)
+    with pytest.raises(ValueError, match=f"re-run `vidssl extract {kind}`"):
+        SignalSource(kind, cache_dir=tmp_path, root=root)
 
 
 def test_missing_or_damaged_cache_file_falls_back_to_computing(tmp_path, dataset):

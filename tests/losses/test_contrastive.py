@@ -52,3 +52,27 @@ def test_info_nce_is_fp32_under_bf16_inputs_and_finite_for_aligned_pairs():
 def test_info_nce_rejects_bad_temperature():
     with pytest.raises(ValueError, match="temperature"):
         info_nce(torch.randn(2, 3), torch.randn(2, 3), None, temperature=0.0)
+
+
+def _np_info_nce_masked(q, k, negatives, t, mask):
+    """InfoNCE with negative j dropped from query i's candidates where mask[i, j]."""
+    per_row = [_np_info_nce(q[i:i + 1], k[i:i + 1], negatives[~mask[i]], t) if (~mask[i]).any()
+               else 0.0 for i in range(len(q))]  # no negatives left: only the positive, loss 0
+    return float(np.mean(per_row))
+
+
+@pytest.mark.parametrize("n,d,k", [(3, 8, 5), (6, 16, 40)])
+def test_info_nce_negative_mask_drops_the_masked_negatives(n, d, k):
+    rng = np.random.default_rng(n + k)
+    q, key, neg = rng.normal(size=(n, d)), rng.normal(size=(n, d)), rng.normal(size=(k, d))
+    mask = rng.random((n, k)) < 0.4
+    mask[0] = True  # a row whose every negative is masked
+    got = info_nce(torch.tensor(q), torch.tensor(key), torch.tensor(neg), temperature=0.2,
+                   negative_mask=torch.tensor(mask))
+    assert got.item() == pytest.approx(_np_info_nce_masked(q, key, neg, 0.2, mask), rel=1e-5, abs=1e-6)
+    # Gradients stay finite through the -inf logits.
+    qt = torch.tensor(q, requires_grad=True)
+    info_nce(qt, torch.tensor(key), torch.tensor(neg), 0.2, negative_mask=torch.tensor(mask)).backward()
+    assert torch.isfinite(qt.grad).all()
+    with pytest.raises(ValueError, match="negative_mask"):
+        info_nce(torch.tensor(q), torch.tensor(key), None, negative_mask=torch.tensor(mask))

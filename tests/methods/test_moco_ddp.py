@@ -48,12 +48,14 @@ def _train_steps(rank: int, init_file: str, out_dir: str) -> None:
         g = torch.Generator().manual_seed(100 + rank)  # each rank sees different videos
         for step in range(3):
             clips = torch.randint(0, 256, (4, 2, 8, 40, 40, 3), dtype=torch.uint8, generator=g)
-            out = ddp({"clips": clips, "index": torch.arange(4), "generator": torch.Generator().manual_seed(step)})
+            index = torch.arange(4) + 4 * rank  # each rank's own videos
+            out = ddp({"clips": clips, "index": index, "generator": torch.Generator().manual_seed(step)})
             opt.zero_grad()
             out["loss"].backward()
             opt.step()
         torch.save({"params": [p.detach() for p in moco.parameters()], "queue": moco.queue.features.clone(),
-                    "ptr": int(moco.queue.ptr)}, os.path.join(out_dir, f"rank{rank}.pt"))
+                    "tags": moco.queue.tags.clone(), "ptr": int(moco.queue.ptr),
+                    "masked": float(out["masked_negatives"])}, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
@@ -83,3 +85,8 @@ def test_moco_ddp_replicas_stay_identical(tmp_path):
         torch.testing.assert_close(p0, p1)
     torch.testing.assert_close(r0["queue"], r1["queue"])
     assert r0["ptr"] == r1["ptr"] == (3 * 4 * WORLD) % 32
+    # The video tags travel with the keys from both ranks, so each rank masks keys of its own videos
+    # that the other rank's step could not have known about.
+    torch.testing.assert_close(r0["tags"], r1["tags"])
+    assert r0["tags"][:24].tolist() == list(range(8)) * 3
+    assert r0["masked"] == r1["masked"] == 2.0  # the third step meets two earlier keys of each video

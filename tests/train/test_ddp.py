@@ -22,7 +22,7 @@ def test_pretrain_ddp_two_processes(tiny_benchmark, tmp_path):
     assert proc.stderr.count("Starting with 2 processes") >= 1
     summary = json.loads((run / "pretrain_summary.json").read_text())
     # 32 train videos, 4 per process, 2 processes: 4 steps per epoch; lr scaled for the global batch of 8.
-    assert summary["steps"] == 4 and summary["steps_per_epoch"] == 4
+    assert summary["steps"] == 4 and summary["steps_per_epoch"] == 4 and summary["world_size"] == 2
     optim = load_config([run / "config.yaml"]).optim
     assert summary["lr"] == pytest.approx(optim.lr * 8 / optim.base_batch)
     state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]

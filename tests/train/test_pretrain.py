@@ -92,3 +92,30 @@ def test_bad_video_is_skipped_and_reported(tiny_benchmark, tmp_path):
 def test_precision_auto():
     assert resolve_precision("32-true", "cpu") == "32-true"
     assert resolve_precision("auto", "cpu") in ("32-true", "bf16-mixed")
+
+
+@pytest.mark.parametrize("native,expected", [(False, "16-mixed"), (True, "bf16-mixed")])
+def test_precision_auto_on_gpus_skips_emulated_bf16(monkeypatch, native, expected):
+    # A V100 / T4: torch reports bf16 "supported" because it can emulate it, but not natively.
+    def is_bf16_supported(including_emulation=True):
+        return native or including_emulation
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
+    assert resolve_precision("auto", "gpu") == expected
+    assert resolve_precision("auto", "auto") == expected
+    assert resolve_precision("16-mixed", "gpu") == "16-mixed"
+
+
+def test_world_size_comes_from_the_launched_trainer(tiny_benchmark, tmp_path, monkeypatch):
+    # What `devices` says (-1, "0,1,2,3", "auto") is not counted by hand: the launched trainer's world
+    # size sets the lr scaling, the steps per epoch and the total steps, as it sets the sampler's share.
+    monkeypatch.setattr(L.Trainer, "world_size", property(lambda self: 2))
+    run = pretrain(_cfg(tiny_benchmark, tmp_path / "run", **{"trainer.max_steps": "null",
+                                                            "trainer.max_epochs": 1}))
+    summary = json.loads((run / "pretrain_summary.json").read_text())
+    optim = load_config([run / "config.yaml"]).optim
+    # 32 train videos, 4 per process, 2 processes: 4 steps per epoch, one epoch; lr for a global batch of 8.
+    assert summary["steps_per_epoch"] == 4 and summary["total_steps"] == 4 and summary["steps"] == 4
+    assert summary["lr"] == pytest.approx(optim.lr * 8 / optim.base_batch)
+    assert summary["world_size"] == 2

@@ -13,13 +13,19 @@ def test_flow_quantisation_follows_the_20px_convention():
     flow = np.array([-25.0, -20.0, 0.0, 7.3, 20.0, 31.0], dtype=np.float32)
     q = quantize_flow(flow)
     assert q.dtype == np.uint8
-    np.testing.assert_array_equal(q, np.rint((np.clip(flow, -20, 20) + 20) * 255 / 40).astype(np.uint8))
-    assert q[0] == q[1] == 0 and q[-1] == q[-2] == 255
+    np.testing.assert_array_equal(q, np.rint(np.clip(flow, -20, 20) * 127 / 20 + 127).astype(np.uint8))
+    assert q[0] == q[1] == 0 and q[-1] == q[-2] == 254
     back = dequantize_flow(q)
     inside = np.abs(flow) <= FLOW_BOUND
-    assert np.abs(back[inside] - flow[inside]).max() <= 20 / 255 + 1e-6  # half a step
+    assert np.abs(back[inside] - flow[inside]).max() <= 10 / 127 + 1e-6  # half a step
     np.testing.assert_allclose(back[[0, -1]], [-20, 20], atol=1e-5)  # clipped at the bound
     np.testing.assert_array_equal(quantize_flow(back), q)  # a second round trip changes nothing
+
+
+def test_flow_quantisation_keeps_zero_motion_zero_and_is_symmetric():
+    assert dequantize_flow(quantize_flow(np.zeros(3, np.float32))).tolist() == [0.0, 0.0, 0.0]
+    values = np.linspace(0, 20, 41, dtype=np.float32)
+    np.testing.assert_array_equal(dequantize_flow(quantize_flow(-values)), -dequantize_flow(quantize_flow(values)))
 
 
 def test_save_load_round_trip_is_keyed_by_relative_path(tmp_path):

@@ -110,3 +110,85 @@ def test_empty_report():
     report = check_videos([], progress=False)
     assert report == CheckReport(total=0, ok=0, bad=[], damaged=[], total_frames=0,
                                  seconds=report.seconds)
+
+
+def _noise(num: int, size: int = 48) -> np.ndarray:
+    return np.random.default_rng(num).integers(0, 256, (num, size, size, 3), dtype=np.uint8)
+
+
+def test_xvid_placeholder_packets_are_not_damage(tmp_path):
+    # Xvid stores a dropped frame as a 1-byte packet: it takes a time slot and a header count
+    # but holds no picture; the decoder skips it by design.
+    src = tmp_path / "src.avi"
+    write_video(src, _frames(20), gop=5)
+    xvid = tmp_path / "xvid.avi"
+    with av.open(str(src)) as inp, av.open(str(xvid), "w") as out:
+        stream = inp.streams.video[0]
+        ostream = out.add_stream_from_template(stream)
+        t = 0
+        for i, packet in enumerate(p for p in inp.demux(stream) if p.size):
+            packets = [packet]
+            if i in (7, 12):
+                placeholder = av.Packet(b"\x7f")
+                placeholder.time_base = stream.time_base
+                packets.insert(0, placeholder)
+            for p in packets:
+                p.pts = p.dts = t
+                p.stream = ostream
+                out.mux(p)
+                t += 1
+    with av.open(str(xvid)) as c:
+        assert c.streams.video[0].frames == 22
+    report = check_videos([xvid], workers=1, progress=False)
+    assert (report.ok, report.bad, report.damaged, report.total_frames) == (1, [], [], 20)
+
+
+def test_cut_off_avi_mp4_and_raw_streams_are_damaged(tmp_path):
+    names = []
+    for name in ("clip.avi", "clip.m4v", "clip.mp4"):
+        whole = tmp_path / name
+        options = {"movflags": "faststart"} if name.endswith(".mp4") else None  # moov first: readable when cut
+        if options:
+            with av.open(str(whole), "w", options=options) as c:
+                s = c.add_stream("mpeg4", rate=25)
+                s.width = s.height = 48
+                s.pix_fmt = "yuv420p"
+                for f in _noise(30):
+                    for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                        c.mux(p)
+                for p in s.encode(None):
+                    c.mux(p)
+        else:
+            write_video(whole, _noise(30), gop=5)
+        data = whole.read_bytes()
+        cut = tmp_path / f"cut_{name}"
+        cut.write_bytes(data[: int(len(data) * (0.93 if name.endswith(".m4v") else 0.6))])
+        names.append(cut)
+    # An AVI header that overcounts a complete index is a lying header, not a cut-off file.
+    data = bytearray((tmp_path / "clip.avi").read_bytes())
+    for tag, offset in ((b"avih", 8 + 16), (b"strh", 8 + 32)):  # dwTotalFrames, dwLength
+        at = data.find(tag) + offset
+        data[at:at + 4] = (int.from_bytes(data[at:at + 4], "little") + 1).to_bytes(4, "little")
+    (tmp_path / "lying.avi").write_bytes(bytes(data))
+    whole = [tmp_path / n for n in ("clip.avi", "clip.m4v", "clip.mp4", "lying.avi")]
+    report = check_videos(names + whole, workers=1, progress=False)
+    assert report.ok == 7 and report.bad == []
+    damaged = {p.rsplit("/", 1)[1]: r for p, r in report.damaged}
+    assert set(damaged) == {"cut_clip.avi", "cut_clip.m4v", "cut_clip.mp4"}
+    assert "cut off: the header promises 30 frames, the file holds 18" in damaged["cut_clip.avi"]
+    assert "cut off: the header promises 30 frames" in damaged["cut_clip.mp4"]
+    assert "frames decode with errors" in damaged["cut_clip.m4v"]  # no header: the cut last frame shows
+
+
+def test_collects_the_csv_that_training_reads(tmp_path):
+    root = tmp_path / "videos"
+    write_video(root / "walk" / "a.avi", _frames(4))
+    write_video(root / "run" / "b.avi", _frames(4))
+    write_video(root / "k400" / "train" / "abseiling" / "xyz_000010_000020.mp4", _frames(4))
+    plain = tmp_path / "train.csv"
+    plain.write_text("path,label\nwalk/a.avi,walk\nrun/b.avi,run\n")
+    assert collect_video_paths(plain, root=root) == [str(root / "walk" / "a.avi"), str(root / "run" / "b.avi")]
+    kinetics = tmp_path / "kinetics_train.csv"
+    kinetics.write_text("label,youtube_id,time_start,time_end,split\nabseiling,xyz,10,20,train\n")
+    assert collect_video_paths(kinetics, root=root / "k400") == [
+        str(root / "k400" / "train" / "abseiling" / "xyz_000010_000020.mp4")]

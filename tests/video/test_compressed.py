@@ -175,14 +175,19 @@ def test_h264_with_b_frames_and_references_warns_and_keeps_what_is_correct(tmp_p
                    for top, left, dx, dy in object_boxes(t))
 
 
-def test_mpeg4_with_b_frames_keeps_frames_after_an_anchor(tmp_path):
+def test_mpeg4_with_b_frames_keeps_the_p_frames_per_frame(tmp_path):
     path = write(tmp_path, "clip.avi", max_b_frames=1)
     with pytest.warns(MotionVectorWarning, match="B-frames"):
         video = read_compressed(path, downsample=1)
     types = video.frame_types
-    expected = [t > 0 and types[t] != "I" and types[t - 1] != "B" for t in range(len(types))]
+    last_anchor = max(t for t, c in enumerate(types) if c != "B")
+    expected = [types[t] == "P" and t != last_anchor for t in range(len(types))]
     np.testing.assert_array_equal(video.mv_valid, expected)
-    assert video.mv_valid.any() and not video.mv_valid.all()
+    assert video.mv_valid.any() and not video.per_frame
+    for t in np.flatnonzero(video.mv_valid):  # predicted from 2 frames back, read per frame
+        assert types[t - 1] == "B"
+        for top, left, dx, dy in object_boxes(t):
+            np.testing.assert_array_equal(np.median(interior(video.motion_vectors[t], top, left), axis=0), [dx, dy])
 
 
 def test_accumulated_vectors_trace_back_to_the_iframe(tmp_path):
@@ -248,3 +253,144 @@ def test_resize_of_vector_maps_rescales_the_values(tmp_path):
             cy, cx = (top + 32) // 2, (left + 32) // 2  # object centre in the half-size frame
             np.testing.assert_allclose(resized[t, cy, cx], [dx / 2, dy / 2], atol=1e-5)
             np.testing.assert_allclose(half_video[t, cy, cx], [dx / 2, dy / 2], atol=0.5)
+
+
+# -- MPEG-4 Part 2 with B-frames (Xvid / DivX AVIs), packed or not -------------------------------
+
+BF_SIZE, BF_FRAMES, BF_OBJECT = 64, 14, ((16, 4, 2, 1),)  # 32 px object moving (2, 1) px per frame
+_VOP = b"\x00\x00\x01\xb6"
+
+
+def _mpeg4_packets(frames, max_b_frames):
+    """Encode with libavcodec's mpeg4 encoder: (pts, dts, data, key) in decode order, VOL header."""
+    from fractions import Fraction
+
+    import av
+
+    ctx = av.CodecContext.create("mpeg4", "w")
+    ctx.width, ctx.height, ctx.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+    ctx.time_base, ctx.framerate = Fraction(1, 25), Fraction(25)
+    ctx.gop_size, ctx.max_b_frames = 12, max_b_frames
+    ctx.options = {"qmin": "3", "qmax": "3"}
+    packets = []
+    for i, frame in enumerate(list(frames) + [None]):
+        video_frame = None
+        if frame is not None:
+            video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            video_frame.pts = i
+        packets += [(int(p.pts), int(p.dts), bytes(p), bool(p.is_keyframe)) for p in ctx.encode(video_frame)]
+    first = packets[0][2]
+    return packets, first[:first.find(_VOP)]
+
+
+def _nvop(resolution, increment):
+    """A DivX placeholder: a P-VOP header with vop_coded = 0 (ISO 14496-2 6.2.5), byte-stuffed."""
+    bits = "01" + "0" + "1" + format(increment % resolution, f"0{max(1, (resolution - 1).bit_length())}b") + "10"
+    bits += "0" + "1" * ((-len(bits) - 1) % 8)
+    return _VOP + int(bits, 2).to_bytes(len(bits) // 8, "big")
+
+
+def _pack(packets, resolution):
+    """DivX/Xvid "packed bitstream": an anchor travels with the next B-frame, an N-VOP fills in after
+    the remaining B-frames, so there is one chunk per displayed frame and no reordering."""
+    kinds = ["IPBP"[data[data.find(_VOP) + 4] >> 6] for _, _, data, _ in packets]
+    chunks, i = [], 0
+    while i < len(packets):
+        pts, _, data, key = packets[i]
+        if kinds[i] != "B" and i + 1 < len(packets) and kinds[i + 1] == "B":
+            chunks.append((data + packets[i + 1][2], key))
+            i += 2
+            while i < len(packets) and kinds[i] == "B":
+                chunks.append((packets[i][2], False))
+                i += 1
+            chunks.append((_nvop(resolution, pts), False))
+        else:
+            chunks.append((data, key))
+            i += 1
+    return [(t, t, data, key) for t, (data, key) in enumerate(chunks)]
+
+
+def write_mpeg4(path, frames, max_b_frames=2, packed=False):
+    """One libavcodec encode muxed to AVI or MP4, optionally as a DivX packed bitstream
+    (user data "DivX503b1393p" after the VOL header, as DivX 5 and Xvid write it)."""
+    from fractions import Fraction
+
+    import av
+
+    from vidssl.video.reader import _mpeg4_time_resolution
+
+    packets, vol = _mpeg4_packets(frames, max_b_frames)
+    if packed:
+        _, _, first, key = packets[0]
+        packets[0] = (0, 0, vol + b"\x00\x00\x01\xb2DivX503b1393p" + first[len(vol):], key)
+        packets = _pack(packets, _mpeg4_time_resolution(vol))
+        assert any(data.count(_VOP) > 1 for _, _, data, _ in packets)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.time_base = Fraction(1, 25)
+        if str(path).endswith(".mp4"):
+            stream.codec_context.extradata = vol
+        for pts, dts, data, key in packets:
+            packet = av.Packet(data)
+            packet.pts, packet.dts, packet.time_base, packet.stream = pts, dts, Fraction(1, 25), stream
+            packet.is_keyframe = key
+            container.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize("name,packed", [("clip.avi", False), ("clip.mp4", False), ("packed.avi", True),
+                                         ("packed.mp4", True)])
+def test_mpeg4_b_frame_vectors_match_the_same_content_without_b_frames(tmp_path, name, packed):
+    frames = render(objects=BF_OBJECT, size=BF_SIZE, frames=BF_FRAMES)
+    plain = read_compressed(write_mpeg4(tmp_path / "plain.avi", frames, max_b_frames=0), downsample=1)
+    assert plain.frame_types == ["I"] + ["P"] * 11 + ["I", "P"] and plain.mv_valid.sum() == 12
+    with pytest.warns(MotionVectorWarning) as caught:
+        video = read_compressed(write_mpeg4(tmp_path / name, frames, packed=packed), downsample=1)
+    types = video.frame_types
+    assert "".join(types) == "IBBPBBPBBPBBIP"
+    with VideoReader(tmp_path / name) as reader:  # the same frame numbers as the RGB reader
+        assert reader.num_frames == BF_FRAMES
+        np.testing.assert_array_equal(video.iframes, reader.read(video.iframe_indices))
+    # P-frames (predicted from the anchor 3 frames back) are valid; B-frames are not (the MPEG-4
+    # decoder exports no vectors of their own for them); the last anchor is flushed without vectors.
+    assert list(np.flatnonzero(video.mv_valid)) == [3, 6, 9]
+    assert not video.motion_vectors[~video.mv_valid].any()
+    for t in (3, 6, 9):
+        for top, left, dx, dy in object_boxes(t, BF_OBJECT):
+            mine, reference = interior(video.motion_vectors[t], top, left), interior(plain.motion_vectors[t], top, left)
+            np.testing.assert_array_equal(np.median(mine, axis=0), [dx, dy])  # per frame, like the plain file
+            np.testing.assert_array_equal(np.median(mine, axis=0), np.median(reference, axis=0))
+            assert agreement(mine, [dx, dy]) >= 0.75
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert name in message and "vidssl extract reencode" in message
+    assert "9 of 12 predicted frames" in message and "8 B-frames" in message
+    # Accumulated to the I-frame, anchor to anchor (CoViAR): the P-frames still trace back.
+    with pytest.warns(MotionVectorWarning):
+        acc = read_compressed(tmp_path / name, downsample=1, accumulated=True)
+    assert list(np.flatnonzero(acc.mv_valid)) == [0, 3, 6, 9, 12]
+    for t in (3, 6, 9):
+        for top, left, dx, dy in object_boxes(t, BF_OBJECT):
+            np.testing.assert_array_equal(acc.motion_vectors[t, top + 16, left + 16], [dx * t, dy * t])
+
+
+def test_b_frame_vectors_stay_with_their_frames_under_frame_threading(tmp_path, monkeypatch):
+    import vidssl.video.compressed as compressed
+
+    path = write_mpeg4(tmp_path / "packed.avi", render(objects=BF_OBJECT, size=BF_SIZE, frames=BF_FRAMES), packed=True)
+    with pytest.warns(MotionVectorWarning):
+        serial = read_compressed(path, downsample=1)
+    open_video = compressed._open_video
+
+    def frame_threaded(p):
+        opened = open_video(p)
+        opened[1].codec_context.thread_type = "FRAME"  # frames decode out of step, side data must follow
+        return opened
+
+    monkeypatch.setattr(compressed, "_open_video", frame_threaded)
+    with pytest.warns(MotionVectorWarning):
+        threaded = read_compressed(path, downsample=1, threads=2)
+    assert threaded.frame_types == serial.frame_types
+    np.testing.assert_array_equal(threaded.mv_valid, serial.mv_valid)
+    np.testing.assert_array_equal(threaded.motion_vectors, serial.motion_vectors)

@@ -511,3 +511,31 @@ def test_mpeg4_vol_parser_finds_the_time_resolution(tmp_path, fps, resolution):
         extradata = c.streams.video[0].codec_context.extradata
     assert reader_module._mpeg4_time_resolution(extradata) == resolution
     assert reader_module._mpeg4_vop_coded(nvop(3, resolution), resolution) is False
+
+
+def test_two_video_streams_read_the_named_one_default_the_best(tmp_path, caplog):
+    path = tmp_path / "two.mkv"
+    with av.open(str(path), "w") as c:
+        streams = []
+        for width, height in ((32, 32), (64, 48)):  # the small one first: "first" is not "best"
+            s = c.add_stream("mpeg4", rate=25)
+            s.width, s.height, s.pix_fmt = width, height, "yuv420p"
+            streams.append(s)
+        for t in range(6):
+            for s, value in zip(streams, (50, 200)):
+                frame = av.VideoFrame.from_ndarray(np.full((s.height, s.width, 3), value, np.uint8), format="rgb24")
+                for packet in s.encode(frame):
+                    c.mux(packet)
+        for s in streams:
+            for packet in s.encode(None):
+                c.mux(packet)
+    with caplog.at_level("INFO", logger="vidssl.video.reader"):
+        with VideoReader(path) as reader:
+            assert (reader.stream, reader.size, reader.num_frames) == (1, (48, 64), 6)
+            assert abs(float(reader.read([5]).mean()) - 200) < 8
+    assert "2 video streams; reading the best one, video stream 1" in caplog.text and "two.mkv" in caplog.text
+    with VideoReader(path, stream=0) as reader:
+        assert (reader.stream, reader.size) == (0, (32, 32))
+        assert abs(float(reader.read([5]).mean()) - 50) < 8
+    with pytest.raises(VideoReadError, match="no usable video stream 2 .*counted from 0"):
+        VideoReader(path, stream=2)

@@ -29,7 +29,7 @@ def test_reencoded_video_has_gop_12_and_no_b_frames(tmp_path):
                 options={"threads": "1", "x264-params": "ref=3:bframes=2"})
     assert "B" in read_compressed(src, motion_vectors=False).frame_types
     dst = tmp_path / "out.avi"
-    assert reencode_video(src, dst, size=(40, 32)) == FRAMES
+    assert reencode_video(src, dst, size=(32, 40)) == FRAMES
     video = read_compressed(dst, motion_vectors=False)
     assert video.codec == "mpeg4" and video.size == (32, 40)
     assert video.frame_types == (["I"] + ["P"] * 11) * 2 + ["I"] + ["P"] * 5
@@ -46,7 +46,7 @@ def test_reencode_dataset_keeps_the_layout_resumes_and_reports_bad_files(tmp_pat
     (src_root / "ucfTrainTestlist").mkdir()
     (src_root / "ucfTrainTestlist" / "trainlist01.txt").write_text("Walk/v_Walk_g01_c01.avi 1\n")
 
-    report = reencode_dataset(src_root, dst_root, size=(32, 24), workers=1, progress=False)
+    report = reencode_dataset(src_root, dst_root, size=(24, 32), workers=1, progress=False)
     assert (report.total, report.done, report.skipped) == (4, 3, 0)
     assert list(report.failed) == ["Run/v_Run_g03_c01.avi"]
     assert json.loads((dst_root / "reencode_failures.json").read_text()).keys() == {"Run/v_Run_g03_c01.avi"}
@@ -56,7 +56,7 @@ def test_reencode_dataset_keeps_the_layout_resumes_and_reports_bad_files(tmp_pat
         assert video.codec == "mpeg4" and video.size == (24, 32) and "B" not in video.frame_types
 
     stamp = (dst_root / "Walk" / "v_Walk_g01_c01.avi").stat().st_mtime_ns
-    again = reencode_dataset(src_root, dst_root, size=(32, 24), progress=False)
+    again = reencode_dataset(src_root, dst_root, size=(24, 32), progress=False)
     assert (again.done, again.skipped) == (0, 3)  # complete outputs are not redone
     assert (dst_root / "Walk" / "v_Walk_g01_c01.avi").stat().st_mtime_ns == stamp
 

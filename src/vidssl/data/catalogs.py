@@ -13,11 +13,16 @@ Builders:
 - ``kinetics400``: the official CSV (``label,youtube_id,time_start,time_end,split``).
 - ``folder``: ``root/<class>/**/<video>``.
 - ``csv_catalog``: a ``path,label`` CSV (label an integer or a class name).
+
+``folder`` and ``csv_catalog`` have no official test list: give them a second folder or CSV
+(built with the first one's ``classes``), or cut one catalog in two with ``holdout_split``,
+a seeded class-stratified split that keeps every group of videos (``Catalog.groups``) on one side.
 """
 from __future__ import annotations
 
 import csv
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,11 +40,17 @@ __all__ = [
     "folder",
     "csv_catalog",
     "load_catalog",
+    "video_group",
+    "holdout_split",
 ]
 
 VIDEO_EXTENSIONS = frozenset({".avi", ".mp4", ".m4v", ".mkv", ".webm", ".mov", ".mpg", ".mpeg",
                               ".flv", ".wmv", ".3gp", ".ts"})
 _MISSING_SHOWN = 5  # how many missing paths the aggregated warning names
+# UCF101's file names carry the group: v_<Class>_g<GG>_c<CC>. Clips of one group "may share some
+# common features, such as similar background, similar viewpoint" (the dataset's readme), so a
+# group must not straddle train and test.
+_UCF_GROUP = re.compile(r"_(g\d+)_c\d+$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -50,11 +61,16 @@ class VideoRecord:
 
 @dataclass
 class Catalog:
-    """Videos of one subset of a dataset: ``records`` (absolute path, 0-based label) and class names."""
+    """Videos of one subset of a dataset: ``records`` (absolute path, 0-based label) and class names.
+
+    ``groups`` (folder and CSV catalogs) names each record's group for ``holdout_split``:
+    videos of one group are never split between train and test.
+    """
 
     records: list[VideoRecord]
     classes: list[str]
     name: str
+    groups: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.records)
@@ -237,34 +253,68 @@ def kinetics400(root: str | os.PathLike, csv_path: str | os.PathLike, subset: st
 # Folder per class, CSV
 
 
-def folder(root: str | os.PathLike) -> Catalog:
-    """Videos in ``root/<class>/`` (subfolders allowed); classes are the sorted folder names."""
+def folder(root: str | os.PathLike, classes: list[str] | None = None) -> Catalog:
+    """Videos in ``root/<class>/`` (subfolders allowed); classes are the sorted folder names.
+
+    ``classes`` fixes the class list instead (a test folder read with its training folder's
+    classes, so the ids agree); a class folder not in it is an error. A video's group is
+    UCF101's ``gXX`` when its name has one (``video_group``), else its path under ``root``.
+    """
     root = _existing_dir(root, "video folder")
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if classes is not None:
+        class_of = {name: i for i, name in enumerate(classes)}
+        unknown = [p.name for p in class_dirs if p.name not in class_of]
+        if unknown:
+            raise ValueError(f"{root}: class folder(s) {', '.join(unknown)} are not classes of the training "
+                             f"videos ({', '.join(classes)})")
+    else:
+        classes = [p.name for p in class_dirs]
+        class_of = {name: i for i, name in enumerate(classes)}
     records: list[VideoRecord] = []
-    for label, class_dir in enumerate(class_dirs):
+    groups: list[str] = []
+    for class_dir in class_dirs:
         for path in sorted(class_dir.rglob("*")):
             if path.suffix.lower() in VIDEO_EXTENSIONS and path.is_file() and not path.name.startswith("."):
-                records.append(VideoRecord(str(path.resolve()), label))
+                records.append(VideoRecord(str(path.resolve()), class_of[class_dir.name]))
+                groups.append(video_group(path.relative_to(root).as_posix()))
     if not records:
         raise FileNotFoundError(f"no videos ({', '.join(sorted(VIDEO_EXTENSIONS))}) found in class folders "
                                 f"under {root}")
-    return Catalog(records, [p.name for p in class_dirs], f"folder-{root.name}")
+    return Catalog(records, list(classes), f"folder-{root.name}", groups)
 
 
-def csv_catalog(csv_path: str | os.PathLike, root: str | os.PathLike | None = None) -> Catalog:
+def csv_catalog(csv_path: str | os.PathLike, root: str | os.PathLike | None = None,
+                classes: list[str] | None = None, group_column: str | None = None) -> Catalog:
     """A CSV with header ``path,label``; paths relative to ``root`` (default: the CSV's folder).
 
     Labels are either all integers (0-based class ids; classes named "0".."K-1") or class
-    names (classes: the sorted unique names).
+    names (classes: the sorted unique names). ``classes`` fixes the class list instead (a test
+    CSV read with its training CSV's classes); a label outside it is an error naming the line.
+    ``group_column`` names a column holding each video's group (e.g. the actor or the source
+    recording); without it a video's group is UCF101's ``gXX`` when its name has one, else its
+    path as the CSV writes it (``video_group``).
     """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise FileNotFoundError(f"catalog CSV not found: {csv_path}")
     root = Path(root) if root is not None else csv_path.parent
-    rows = _read_csv(csv_path, required=("path", "label"))
+    required = ("path", "label") + ((group_column,) if group_column else ())
+    rows = _read_csv(csv_path, required=required)
     labels = [row["label"] for _, row in rows]
-    if labels and all(_is_int(v) for v in labels):
+    if classes is not None:
+        class_of = {name: i for i, name in enumerate(classes)}
+        ids = []
+        for lineno, row in rows:
+            label = row["label"]
+            if label not in class_of and _is_int(label) and classes == [str(i) for i in range(len(classes))]:
+                label = str(int(label))  # "02" is class "2"
+            if label not in class_of:
+                raise _line_error(csv_path, lineno, ",".join(row.values()),
+                                  f"label {row['label']!r} is not a class of the training videos")
+            ids.append(class_of[label])
+        classes = list(classes)
+    elif labels and all(_is_int(v) for v in labels):
         ids = [int(v) for v in labels]
         for (lineno, row), label in zip(rows, ids):
             if label < 0:
@@ -273,18 +323,87 @@ def csv_catalog(csv_path: str | os.PathLike, root: str | os.PathLike | None = No
     else:
         classes = sorted(set(labels))
         ids = _index_all(classes, labels)
-    entries = []
+    entries, group_of = [], {}
     for (lineno, row), label in zip(rows, ids):
         if not row["path"]:
             raise _line_error(csv_path, lineno, ",".join(row.values()), "empty path")
+        if group_column and not row[group_column]:
+            raise _line_error(csv_path, lineno, ",".join(row.values()), f"empty {group_column!r} (the group column)")
         entries.append((row["path"], label))
+        group_of.setdefault(row["path"], row[group_column] if group_column else video_group(row["path"]))
+
+    found: dict[str, str] = {}
 
     def find(rel: str) -> str | None:
         path = Path(rel) if os.path.isabs(rel) else root / rel
-        return str(path.resolve()) if path.is_file() else None
+        if not path.is_file():
+            return None
+        found[rel] = str(path.resolve())
+        return found[rel]
 
     records = _resolve(entries, find, csv_path, root)
-    return Catalog(records, classes, f"csv-{csv_path.stem}")
+    group_by_path = {found[rel]: group for rel, group in group_of.items() if rel in found}
+    return Catalog(records, classes, f"csv-{csv_path.stem}", [group_by_path[r.path] for r in records])
+
+
+def video_group(path: str) -> str:
+    """The group of a video: UCF101's ``gXX`` (``v_Class_g08_c03.avi`` -> ``"g08"``) or ``path`` itself.
+
+    UCF101 tags every clip with one of 25 groups, and its official splits keep a group number
+    on one side for all classes, so ``gXX`` is shared across classes here too.
+    """
+    match = _UCF_GROUP.search(Path(path).stem)
+    return match.group(1).lower() if match else path
+
+
+def holdout_split(catalog: Catalog, test_fraction: float, seed: int = 0) -> tuple[Catalog, Catalog]:
+    """Cut ``catalog`` into (train, test): about ``test_fraction`` of every class held out.
+
+    Whole groups (``catalog.groups``; each video its own group when None) go to one side, so
+    no group straddles the split. Deterministic: the same videos, groups, fraction and seed give
+    the same split whatever the record order. Groups are visited in a seeded random order, the
+    largest first, and one joins the test side when that brings every class's test count closer,
+    in total, to its target (``test_fraction`` x the class size). Both sides keep the catalog's
+    classes and order.
+    """
+    if not 0.0 < float(test_fraction) < 1.0:
+        raise ValueError(f"test_fraction must be between 0 and 1 (exclusive), got {test_fraction!r}")
+    if len(catalog) < 2:
+        raise ValueError(f"{catalog.name}: {len(catalog)} video(s) cannot be split into train and test")
+    groups = catalog.groups if catalog.groups is not None else catalog.paths()
+    if len(groups) != len(catalog):
+        raise ValueError(f"{catalog.name}: {len(groups)} groups for {len(catalog)} videos")
+    names, group_index = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+    labels = catalog.labels()
+    counts = np.zeros((len(names), max(len(catalog.classes), int(labels.max()) + 1)), dtype=np.int64)
+    np.add.at(counts, (group_index, labels), 1)
+    target = float(test_fraction) * counts.sum(axis=0)
+    order = np.random.default_rng(seed).permutation(len(names))
+    order = order[np.argsort(-counts.sum(axis=1)[order], kind="stable")]
+    held = np.zeros(counts.shape[1])
+    test_group = np.zeros(len(names), dtype=bool)
+    for g in order:
+        if np.abs(held + counts[g] - target).sum() < np.abs(held - target).sum() - 1e-9:
+            test_group[g] = True
+            held += counts[g]
+    is_test = test_group[group_index]
+    if is_test.all() or not is_test.any():
+        side = "test" if not is_test.any() else "train"
+        raise ValueError(f"{catalog.name}: test_fraction={test_fraction} leaves the {side} side empty "
+                         f"({len(catalog)} videos in {len(names)} groups)")
+    per_class_test = np.bincount(labels[is_test], minlength=counts.shape[1])
+    per_class_train = np.bincount(labels[~is_test], minlength=counts.shape[1])
+    no_train = [catalog.classes[c] for c in range(len(catalog.classes)) if per_class_test[c] and not per_class_train[c]]
+    if no_train:
+        warnings.warn(f"{catalog.name}: class(es) {', '.join(no_train[:_MISSING_SHOWN])} have no training videos "
+                      f"after the split (one group holds them all)", stacklevel=2)
+
+    def side(mask: np.ndarray, what: str) -> Catalog:
+        keep = np.flatnonzero(mask)
+        return Catalog([catalog.records[i] for i in keep], list(catalog.classes), f"{catalog.name}-{what}",
+                       [groups[i] for i in keep])
+
+    return side(~is_test, "train"), side(is_test, "test")
 
 
 _BUILDERS: dict[str, Callable[..., Catalog]] = {

@@ -64,8 +64,9 @@ class VideoDataset(Dataset):
             (``make_tally()``).
         signals: extra per-view arrays, ``name -> fn(video_path, view_indices) -> array``
             (motion vectors, motion maps, ...). Each call's result is stacked over views into
-            ``item[name]`` [V, ...]. A signal function that raises ``VideoReadError`` makes
-            the video count as bad, like a decoding failure.
+            ``item[name]`` [V, ...]. A signal function that raises ``VideoReadError``, or
+            ``IndexError`` (its frame count disagrees with the video's, e.g. a stale cache),
+            makes the video count as bad, like a decoding failure.
         frame_cache: decode each video once into this ``FrameCache`` and slice clips out of
             it afterwards (its frame size must be ``frame_size``); ``None`` decodes every clip.
     """
@@ -166,7 +167,13 @@ class VideoDataset(Dataset):
         for key in views[0].meta:
             item[key] = torch.tensor([v.meta[key] for v in views])
         for name, fn in self.signals.items():
-            arrays = [np.asarray(fn(path, v.indices)) for v in views]
+            try:
+                arrays = [np.asarray(fn(path, v.indices)) for v in views]
+            except IndexError as err:
+                # The signal (e.g. a cache extracted from another decode of the file) has fewer
+                # frames than the video the clips were drawn from: a bad item, not a crash.
+                raise VideoReadError(path, f"signal {name!r} does not cover the clip's frames "
+                                           f"(frame count differs from the video's): {err}") from err
             try:
                 item[name] = torch.from_numpy(np.ascontiguousarray(np.stack(arrays)))
             except ValueError as err:

@@ -15,19 +15,25 @@ name                           per frame                        what
 ``mv-motion-map``              [ceil(H/4), ceil(W/4)]           eq. (1) on the motion vectors (cheap)
 =============================  ===============================  =======================================
 
-(H, W) is the dataset's ``frame_size`` (the video's own size when None). Vector values are
-in pixels of the map they are delivered on, which is what
-``ClipAugment.apply_geometry(..., vector_field=True)`` expects: flow is computed on frames
-read at ``frame_size``; motion vectors are decoded at the video's native size and resampled
-to the 1/4 grid of ``frame_size`` with their values rescaled.
+(H, W) is the dataset's ``frame_size`` (the video's own size when None). Units (DESIGN.md):
+every motion field is in pixels of the frame size the clip is delivered at, x then y, on
+whatever grid it is delivered: an object moving 2 px per delivered frame reads 2 in ``flow``
+and in ``motion-vectors`` alike, although the vectors sit on a 1/4 grid. Flow is computed on
+frames read at ``frame_size``; motion vectors are decoded at the video's native size (and
+stored so), then resampled to the 1/4 grid of ``frame_size`` with their values rescaled to
+pixels of ``frame_size`` (:func:`vidssl.video.resize_vector_map` with ``to_size``, the one
+place the unit changes). ``mv-motion-map`` is eq. (1) on exactly those delivered vectors.
+``ClipAugment.apply_geometry(..., vector_field=True)`` scales by output size over box size,
+the same factor in frame pixels as in grid pixels, so it keeps the unit.
 
 Cache and on-the-fly give the same numbers. The cache holds one file per video in a compact
 form (:mod:`vidssl.video.cache`); on the fly, the requested frames go through the same
-storage round trip (flow quantised to uint8 with the +-20 px bound, or float16; motion maps
-and vectors float16), and flow pairs are computed independently of each other
-(:func:`vidssl.video.flow.flow_pairs`), so frame t's value does not depend on where it came
-from. A cache built with other settings (flow method, frame size, dtype) is an error when
-the sources are built, not a silent mismatch.
+storage round trip (flow quantised to uint8 with the +-20 px bound, zero motion exactly
+zero, or float16; motion maps and vectors float16), and flow pairs are computed
+independently of each other (:func:`vidssl.video.flow.flow_pairs`), so frame t's value does
+not depend on where it came from. A cache built with other settings (flow method, frame
+size, dtype, stored-format version) is an error when the sources are built, not a silent
+mismatch.
 """
 from __future__ import annotations
 
@@ -51,6 +57,10 @@ __all__ = [
 ]
 
 CACHE_KINDS = ("flow", "motion-vectors", "motion-map")
+# Stored-format versions (spec.json): a cache written by an older version is refused, not misread.
+# flow 2: uint8 codes symmetric about zero; motion-vectors 2: B-frames invalid, P-frames
+# predicted across B-frames divided by their reference distance.
+_VERSIONS = {"flow": 2, "motion-vectors": 2, "motion-map": 1}
 # name served to the dataset -> cache kind it is derived from
 SIGNAL_NAMES = {
     "flow": "flow",
@@ -96,7 +106,7 @@ class SignalSpec:
         fields = {"flow": ("flow_method", "size", "flow_dtype"), "motion-map": ("flow_method", "size"),
                   "motion-vectors": ("mv_downsample",)}[self.kind]
         full = asdict(self)
-        out = {"kind": self.kind, "version": 1, **{k: full[k] for k in fields}}
+        out = {"kind": self.kind, "version": _VERSIONS[self.kind], **{k: full[k] for k in fields}}
         if out.get("size") is not None:
             out["size"] = list(out["size"])
         if self.kind == "flow" and self.flow_dtype == "uint8":
@@ -192,9 +202,12 @@ class SignalSource:
             found = cache.read_spec()
             if found is not None:
                 if found != self.spec.to_json():
+                    from vidssl.video.cache import spec_difference
+
                     raise ValueError(
-                        f"{cache.spec_path}: the cached {kind} was computed with {found}, but this run needs "
-                        f"{self.spec.to_json()}; re-run `vidssl extract {kind}` with matching settings "
+                        f"{cache.spec_path}: the cached {kind} does not match this run "
+                        f"({spec_difference(found, self.spec.to_json(), 'this run reads')}); re-run "
+                        f"`vidssl extract {kind}` with matching settings (--frame-size HxW as data.frame_size) "
                         f"into another --out folder, or drop the cache")
                 self.cache = cache
         self._damaged: set[str] = set()
@@ -253,7 +266,8 @@ class SignalSource:
         maps = maps[flat]
         height, width = self.frame_size or video["size"]
         grid = (-(-height // self.spec.mv_downsample), -(-width // self.spec.mv_downsample))
-        maps = resize_vector_map(maps, grid, from_size=video["size"])
+        # The one place the unit changes: native-frame pixels -> pixels of the delivered frame size.
+        maps = resize_vector_map(maps, grid, from_size=video["size"], to_size=(height, width))
         return motion_map(maps) if self.name == "mv-motion-map" else maps
 
     # -- cache ------------------------------------------------------------------------------

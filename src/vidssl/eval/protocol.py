@@ -2,11 +2,14 @@
 
 Training videos are the gallery (and the linear probe's training set); test videos are the
 queries (and the probe's test set). Several test lists can share one gallery, which is how the
-embedded benchmark scores the decorrelated and the biased test list with one extraction.
+embedded benchmark scores the decorrelated and the biased test list with one extraction; each
+test list is scored against the train list of its own split (``evaluate_splits``). A gallery and
+queries that share a video are refused: every such query would find itself at distance zero.
 """
 from __future__ import annotations
 
-from typing import Mapping
+import os
+from typing import Mapping, Sequence
 
 from torch import nn
 
@@ -14,7 +17,21 @@ from vidssl.eval.features import FeatureSet, extract_features
 from vidssl.eval.linear import linear_probe_many
 from vidssl.eval.retrieval import retrieval_recall
 
-__all__ = ["evaluate_features", "evaluate_feature_sets", "evaluate_backbone"]
+__all__ = ["evaluate_features", "evaluate_feature_sets", "evaluate_backbone", "evaluate_splits",
+           "group_by_gallery", "check_disjoint"]
+
+
+def check_disjoint(gallery: Sequence[str], queries: Mapping[str, Sequence[str]]) -> None:
+    """Raise ``ValueError`` when a query list shares a video (same file) with the gallery."""
+    seen = {os.path.realpath(p) for p in gallery}
+    for name, paths in queries.items():
+        shared = [p for p in paths if os.path.realpath(p) in seen]
+        if shared:
+            raise ValueError(
+                f"refusing to score {name!r}: {len(shared)} of its {len(paths)} query videos are also in the "
+                f"gallery (the training videos), e.g. {shared[0]}; each would retrieve itself and the scores "
+                f"would mean nothing. Score a held-out test list (folder / csv datasets: data.test_root, "
+                f"data.test_csv or data.test_fraction)")
 
 
 def evaluate_features(train: FeatureSet, test: FeatureSet, *, ks=(1, 5, 10, 20, 50),
@@ -26,6 +43,7 @@ def evaluate_features(train: FeatureSet, test: FeatureSet, *, ks=(1, 5, 10, 20, 
 def evaluate_feature_sets(train: FeatureSet, tests: Mapping[str, FeatureSet], *, ks=(1, 5, 10, 20, 50),
                           linear: str = "logreg") -> dict[str, dict[str, float]]:
     """``evaluate_features`` for several test lists on one gallery: ``{name: metrics}``, one probe fit."""
+    check_disjoint(train.paths, {name: test.paths for name, test in tests.items()})
     probe = linear_probe_many(train.features, train.labels, {n: (t.features, t.labels) for n, t in tests.items()},
                               kind=linear)
     results = {}
@@ -45,7 +63,32 @@ def evaluate_backbone(backbone: nn.Module, train_catalog, test_catalogs: Mapping
                                 stage=eval_cfg.stage, batch_size=eval_cfg.batch_size, num_workers=num_workers,
                                 device=device, frame_cache=frame_cache, progress=progress, desc=what)
 
+    check_disjoint(train_catalog.paths(), {name: c.paths() for name, c in test_catalogs.items()})
     gallery = features(train_catalog, "train")
     tests = {name: features(catalog, name) for name, catalog in test_catalogs.items()}
     return evaluate_feature_sets(gallery, tests, ks=eval_cfg.ks, linear=eval_cfg.linear)
 
+
+def group_by_gallery(lists: Mapping[str, tuple[object, object]]) -> list[tuple[object, dict[str, object]]]:
+    """``{name: (train, test)}`` -> ``[(train, {name: test, ...}), ...]``, one entry per distinct train list.
+
+    Train lists holding the same videos in the same order are one gallery, so its features are
+    extracted and its linear probe fitted once (the embedded benchmark's splits 1 and 2).
+    """
+    groups: dict[tuple, tuple[object, dict[str, object]]] = {}
+    for name, (train, test) in lists.items():
+        key = tuple((r.path, r.label) for r in train.records)
+        groups.setdefault(key, (train, {}))[1][name] = test
+    return list(groups.values())
+
+
+def evaluate_splits(backbone: nn.Module, lists: Mapping[str, tuple[object, object]], eval_cfg,
+                    **kwargs) -> dict[str, dict[str, float]]:
+    """``evaluate_backbone`` of each test list against its own train list: ``{name: (train, test)}``.
+
+    Keyword arguments are ``evaluate_backbone``'s; results come back in the order of ``lists``.
+    """
+    results: dict[str, dict[str, float]] = {}
+    for train, tests in group_by_gallery(lists):
+        results.update(evaluate_backbone(backbone, train, tests, eval_cfg, **kwargs))
+    return {name: results[name] for name in lists}

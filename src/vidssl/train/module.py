@@ -4,19 +4,54 @@ Optimisation is manual (``automatic_optimization = False``) because the trainer 
 after backward, whether a step is safe: a step whose loss or gradient is not finite is skipped
 and counted instead of poisoning the weights. Under DDP the gradients are already all-reduced
 when that check runs, so every rank reaches the same decision without extra communication.
+
+Under ``16-mixed`` the gradients come out of backward multiplied by the grad scaler's scale.
+There the step always goes through Lightning's precision plugin, which unscales them, calls
+``on_before_optimizer_step`` (where they are clipped, now in true units), lets the scaler skip
+the update if they overflowed and then updates the scale (backing off after an overflow). A step
+the scaler skipped is counted in ``skipped_steps`` like any other skipped step (Lightning's step
+counter, which ``total_steps`` is compared with, counts it too, as under automatic optimisation).
+
+How many processes train is known only once the trainer is launched: a ``StepPlan`` turns
+``trainer.world_size`` into the learning rate (linear scaling), steps per epoch and total
+steps in ``setup``, the same world size the data sampler uses.
 """
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
 import torch
 
 from vidssl.data.dataset import BadVideoTally
-from vidssl.train.schedule import lr_factor
+from vidssl.train.sampler import steps_per_epoch
+from vidssl.train.schedule import lr_factor, scaled_lr
 
-__all__ = ["MethodModule", "step_generator"]
+__all__ = ["MethodModule", "StepPlan", "step_generator"]
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """The numbers that depend on the number of training processes, resolved by ``resolve(world_size)``.
+
+    ``batch_size`` is per process; ``max_steps`` (optimiser steps) wins over ``max_epochs``.
+    """
+    base_lr: float
+    base_batch: int
+    batch_size: int
+    samples_per_epoch: int
+    max_epochs: int
+    max_steps: int | None = None
+
+    def resolve(self, world_size: int) -> tuple[float, int, int]:
+        """``(lr, total_steps, steps_per_epoch)`` for ``world_size`` processes."""
+        if world_size < 1:
+            raise ValueError(f"world size must be >= 1, got {world_size}")
+        spe = steps_per_epoch(self.samples_per_epoch, self.batch_size, world_size)
+        total = self.max_steps if self.max_steps else self.max_epochs * spe
+        return scaled_lr(self.base_lr, self.batch_size * world_size, self.base_batch), total, spe
 
 
 def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
@@ -26,12 +61,21 @@ def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
 
 
 class MethodModule(L.LightningModule):
-    def __init__(self, method: torch.nn.Module, *, optim, lr: float, total_steps: int,
-                 steps_per_epoch: int, seed: int, max_bad_fraction: float, max_time_seconds: float | None = None):
+    """Trains ``method``. Either fixed ``lr``, ``total_steps`` and ``steps_per_epoch``, or a ``plan``
+    that derives them from the launched trainer's world size in ``setup`` (``vidssl pretrain``).
+    Training stops after ``total_steps`` optimiser steps."""
+
+    def __init__(self, method: torch.nn.Module, *, optim, lr: float | None = None, total_steps: int | None = None,
+                 steps_per_epoch: int | None = None, plan: StepPlan | None = None, seed: int,
+                 max_bad_fraction: float, max_time_seconds: float | None = None):
         super().__init__()
+        if plan is None and None in (lr, total_steps, steps_per_epoch):
+            raise ValueError("MethodModule needs lr, total_steps and steps_per_epoch, or a StepPlan")
         self.automatic_optimization = False
         self.method = method
         self.optim_cfg = optim
+        self.plan = plan
+        self.world_size: int | None = None  # set in setup() when a plan is given
         self.lr = lr
         self.total_steps = total_steps
         self.steps_per_epoch = steps_per_epoch
@@ -46,6 +90,15 @@ class MethodModule(L.LightningModule):
         self.max_time_seconds = max_time_seconds
         self.register_buffer("train_seconds", torch.zeros((), dtype=torch.float64))
         self._last_step_start: float | None = None
+        self._clip_in_hook = False  # 16-mixed: clip in on_before_optimizer_step, after the plugin unscaled
+        self._grad_norm: torch.Tensor | None = None
+
+    def setup(self, stage: str) -> None:
+        # After the launch: trainer.world_size is the number of processes that really train (the one
+        # the sampler splits the data over), whatever `devices` said (-1, "0,1,2,3", "auto", ...).
+        if self.plan is not None:
+            self.world_size = int(self.trainer.world_size)
+            self.lr, self.total_steps, self.steps_per_epoch = self.plan.resolve(self.world_size)
 
     def current_epoch_from_step(self) -> float:
         return round(int(self.batches_seen) / self.steps_per_epoch, 4)
@@ -96,13 +149,28 @@ class MethodModule(L.LightningModule):
 
         out = self.method(batch)
         opt.zero_grad(set_to_none=True)
-        self.manual_backward(out["loss"])
-        params = [p for p in self.method.parameters() if p.grad is not None]
-        max_norm = self.optim_cfg.grad_clip if self.optim_cfg.grad_clip else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm) if params else torch.zeros(())
-        if torch.isfinite(grad_norm) and torch.isfinite(out["loss"].detach()):
-            opt.step()
+        self.manual_backward(out["loss"])  # scaled by the grad scaler under 16-mixed
+        loss_finite = bool(torch.isfinite(out["loss"].detach()))
+        scaler = self.grad_scaler()
+        if scaler is not None and loss_finite:
+            # The plugin unscales, calls on_before_optimizer_step (clipping), lets the scaler skip the
+            # update on inf/nan gradients and updates the scale; a backed-off scale means it skipped.
+            scale = scaler.get_scale()
+            self._clip_in_hook, self._grad_norm = True, None
+            try:
+                opt.step()
+            finally:
+                self._clip_in_hook = False
+            grad_norm = self._grad_norm if self._grad_norm is not None else torch.full((), float("nan"))
+            stepped = scaler.get_scale() >= scale
+        elif scaler is not None:  # gradients still scaled: not worth unscaling for a step not taken
+            grad_norm, stepped = torch.full((), float("nan")), False
         else:
+            grad_norm = self._clip_and_norm()
+            stepped = loss_finite and bool(torch.isfinite(grad_norm))
+            if stepped:
+                opt.step()
+        if not stepped:
             self.skipped_steps += 1
         self.batches_seen += 1
 
@@ -115,8 +183,33 @@ class MethodModule(L.LightningModule):
                  batch_size=len(batch["index"]))
         return out["loss"].detach()
 
+    def grad_scaler(self) -> torch.amp.GradScaler | None:
+        """The precision plugin's grad scaler (``16-mixed``), or ``None``."""
+        trainer = self._trainer
+        scaler = getattr(trainer.precision_plugin, "scaler", None) if trainer is not None else None
+        return scaler if scaler is not None and scaler.is_enabled() else None
+
+    def _clip_and_norm(self) -> torch.Tensor:
+        """Clip the method's gradients to ``optim.grad_clip`` (if set); returns their total norm."""
+        params = [p for p in self.method.parameters() if p.grad is not None]
+        max_norm = self.optim_cfg.grad_clip if self.optim_cfg.grad_clip else float("inf")
+        return torch.nn.utils.clip_grad_norm_(params, max_norm) if params else torch.zeros(())
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        if self._clip_in_hook:  # 16-mixed: the plugin has just unscaled the gradients
+            self._grad_norm = self._clip_and_norm()
+
     def on_train_start(self) -> None:
         self._last_step_start = None  # time between fits (e.g. before a resume) is not training time
+        self._stop_at_total_steps()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        self._stop_at_total_steps()
+
+    def _stop_at_total_steps(self) -> None:
+        # total_steps may only be known after the launch (StepPlan), so the module stops the run itself.
+        if self.total_steps is not None and self.trainer.global_step >= self.total_steps:
+            self.trainer.should_stop = True
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The tally travels with the run so a resumed run keeps counting toward the same limit.

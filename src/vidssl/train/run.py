@@ -18,20 +18,19 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from vidssl.config import ConfigError, to_yaml
 from vidssl.data.augment import ClipAugment
-from vidssl.data.from_config import catalog_from_config, frame_cache_from_config
+from vidssl.data.from_config import SPLIT_FILE, catalog_from_config, frame_cache_from_config
 from vidssl.io import write_json_atomic, write_text_atomic
 from vidssl.methods.base import build_method, method_config
 from vidssl.models import build_backbone
 from vidssl.train.callbacks import AtomicCheckpointIO, JsonlMetrics
 from vidssl.train.data import VideoDataModule
 from vidssl.train.export import save_backbone
-from vidssl.train.module import MethodModule
-from vidssl.train.sampler import steps_per_epoch
-from vidssl.train.schedule import scaled_lr
+from vidssl.train.module import MethodModule, StepPlan
 
 # catalog_from_config and frame_cache_from_config live in vidssl.data.from_config; still importable
 # from here, where they were first.
-__all__ = ["pretrain", "resolve_precision", "cpu_has_native_bf16", "catalog_from_config", "frame_cache_from_config"]
+__all__ = ["pretrain", "resolve_precision", "cpu_has_native_bf16", "gpu_has_native_bf16", "catalog_from_config",
+           "frame_cache_from_config"]
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +43,26 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 def resolve_precision(precision: str, accelerator: str) -> str:
     """``auto``: bf16 autocast where the hardware computes bf16 natively, fp32 elsewhere.
 
-    On GPUs that is bf16 when supported, else fp16 with loss scaling. On CPUs it is bf16 only
-    with AVX512-BF16 or AMX: measured on an AVX-512 Xeon without them, bf16 3D convolutions are
-    emulated and a training step is 1.4-2x *slower* than fp32 (benchmarks/bench_train_step.py).
+    On GPUs that is bf16 where the GPU computes it natively (Ampere and later), else fp16 with
+    loss scaling: V100s and T4s only emulate bf16, which torch still reports as "supported"
+    unless asked without emulation. On CPUs it is bf16 only with AVX512-BF16 or AMX: measured on an
+    AVX-512 Xeon without them, bf16 3D convolutions are emulated and a training step is 1.4-2x
+    *slower* than fp32 (benchmarks/bench_train_step.py).
     """
     if precision != "auto":
         return precision
     on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
     if on_gpu:
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+        return "bf16-mixed" if gpu_has_native_bf16() else "16-mixed"
     return "bf16-mixed" if cpu_has_native_bf16() else "32-true"
+
+
+def gpu_has_native_bf16() -> bool:
+    """True when the current CUDA GPU computes bf16 in hardware (not the emulation torch also counts)."""
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # torch < 2.3 has no including_emulation and reports native support only
+        return bool(torch.cuda.is_bf16_supported())
 
 
 def cpu_has_native_bf16() -> bool:
@@ -90,7 +99,8 @@ def pretrain(cfg, *, resume: bool = False, callbacks: list[L.Callback] | None = 
     if not method_name:
         raise ConfigError("method.name: missing (e.g. moco, supervised, pace)")
     mcfg = method_config(method_name, cfg.method)
-    catalog = catalog_from_config(cfg.data, "train")
+    # A folder / csv dataset's data.test_fraction split is recorded here, for the run's evaluation.
+    catalog = catalog_from_config(cfg.data, "train", split_file=run_dir / SPLIT_FILE)
     backbone = build_backbone(cfg.model.backbone, width=cfg.model.width, depth=cfg.model.depth)
     augment = ClipAugment(crop_size=cfg.augment.crop_size, scale=tuple(cfg.augment.scale),
                           ratio=tuple(cfg.augment.ratio), hflip_p=cfg.augment.hflip_p,
@@ -102,14 +112,13 @@ def pretrain(cfg, *, resume: bool = False, callbacks: list[L.Callback] | None = 
     if tr.channels_last:
         method = method.to(memory_format=torch.channels_last_3d)
 
-    devices_hint = _num_processes(tr)
-    samples = cfg.data.samples_per_epoch or len(catalog)
-    spe = steps_per_epoch(samples, tr.batch_size, devices_hint)
-    total_steps = tr.max_steps if tr.max_steps else tr.max_epochs * spe
-    lr = scaled_lr(cfg.optim.lr, tr.batch_size * devices_hint, cfg.optim.base_batch)
-    module = MethodModule(method, optim=cfg.optim, lr=lr, total_steps=total_steps, steps_per_epoch=spe,
-                          seed=tr.seed, max_bad_fraction=cfg.data.max_bad_fraction,
-                          max_time_seconds=tr.max_time_seconds)
+    # Learning-rate scaling, steps per epoch and total steps depend on the number of processes,
+    # which only the launched trainer knows: the module resolves the plan in setup().
+    plan = StepPlan(base_lr=cfg.optim.lr, base_batch=cfg.optim.base_batch, batch_size=tr.batch_size,
+                    samples_per_epoch=cfg.data.samples_per_epoch or len(catalog), max_epochs=tr.max_epochs,
+                    max_steps=tr.max_steps)
+    module = MethodModule(method, optim=cfg.optim, plan=plan, seed=tr.seed,
+                          max_bad_fraction=cfg.data.max_bad_fraction, max_time_seconds=tr.max_time_seconds)
     data = VideoDataModule(catalog, method.view_sampler(), batch_size=tr.batch_size,
                            num_workers=cfg.data.num_workers, frame_size=cfg.data.frame_size, seed=tr.seed,
                            samples_per_epoch=cfg.data.samples_per_epoch,
@@ -127,7 +136,7 @@ def pretrain(cfg, *, resume: bool = False, callbacks: list[L.Callback] | None = 
         accelerator=tr.accelerator, devices=tr.devices, num_nodes=tr.num_nodes,
         strategy=tr.strategy, sync_batchnorm=tr.sync_batchnorm,
         precision=resolve_precision(tr.precision, tr.accelerator),
-        max_steps=total_steps, max_epochs=-1,
+        max_steps=tr.max_steps or -1, max_epochs=-1,  # with max_epochs, the module stops at its total steps
         max_time={"seconds": tr.max_time_seconds} if tr.max_time_seconds else None,
         logger=TensorBoardLogger(save_dir=str(run_dir), name="tb", version=""),
         callbacks=callbacks, plugins=[AtomicCheckpointIO()], log_every_n_steps=tr.log_every_n_steps,
@@ -137,11 +146,15 @@ def pretrain(cfg, *, resume: bool = False, callbacks: list[L.Callback] | None = 
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
     # Lightning saves every N steps; the end of the run (max_steps or max_time) is saved here.
     trainer.save_checkpoint(str(last))
+    # A spawn launcher set the plan up in its children only; this process then asks the trainer.
+    world = module.world_size or trainer.num_devices * trainer.num_nodes
+    lr, total_steps, spe = plan.resolve(world)
     if trainer.is_global_zero:
         save_backbone(method.backbone, run_dir / "backbone.safetensors")
         summary = {
             "method": method_name, "steps": trainer.global_step, "total_steps": total_steps,
-            "steps_per_epoch": spe, "lr": lr, "wall_seconds": round(time.perf_counter() - started, 2),
+            "steps_per_epoch": spe, "lr": lr, "world_size": world,
+            "wall_seconds": round(time.perf_counter() - started, 2),
             "skipped_steps": int(module.skipped_steps), "bad_videos": list(module.tally.bad_paths),
             "videos": len(catalog),
         }
@@ -150,21 +163,6 @@ def pretrain(cfg, *, resume: bool = False, callbacks: list[L.Callback] | None = 
             log.warning("%d unreadable video(s) were skipped: %s", len(summary["bad_videos"]),
                         ", ".join(summary["bad_videos"][:10]))
     return run_dir
-
-
-def _num_processes(tr) -> int:
-    devices = tr.devices
-    if isinstance(devices, int):
-        per_node = devices
-    elif isinstance(devices, str) and devices.isdigit():
-        per_node = int(devices)
-    elif isinstance(devices, (list, tuple)) or hasattr(devices, "__len__") and not isinstance(devices, str):
-        per_node = len(devices)
-    elif tr.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
-        per_node = torch.cuda.device_count()
-    else:
-        per_node = 1
-    return max(1, per_node) * max(1, tr.num_nodes)
 
 
 def _signals(cfg):

@@ -10,7 +10,8 @@ Every file is written to a temporary name in its folder and renamed into place, 
 job never leaves a half-written file that a resumed job would take for a finished one.
 
 Storage (the issue's "compact"): optical flow as uint8 with a +-20 px bound, the TV-L1
-convention of the MCL authors (``q = round((clip(v, -20, 20) + 20) * 255 / 40)``), or
+convention of the MCL authors, on codes symmetric about zero
+(``q = 127 + round(clip(v, -20, 20) * 127 / 20)``, so zero motion stays exactly zero), or
 float16; motion maps and motion vectors as float16 (exact for MPEG-4's half-pel and H.264's
 quarter-pel vectors below 512 px).
 """
@@ -34,20 +35,28 @@ __all__ = [
     "SignalCache",
     "atomic_write_bytes",
     "atomic_write_json",
+    "spec_difference",
 ]
 
 FLOW_BOUND = 20.0  # px; TV-L1 flow clipped at +-20 px (MCL authors' code, CoViAR's vectors)
 
 
+_FLOW_ZERO = 127  # the code of zero motion: codes 0..254, symmetric about it (255 is unused)
+
+
 def quantize_flow(flow: np.ndarray, bound: float = FLOW_BOUND) -> np.ndarray:
-    """uint8 ``round((clip(v, -bound, bound) + bound) * 255 / (2 * bound))``."""
+    """uint8 ``127 + round(clip(v, -bound, bound) * 127 / bound)``: zero motion is code 127 exactly.
+
+    (The 255-level ``(v + bound) * 255 / (2 * bound)`` has no code for 0: zero came back as
+    +0.078 px, a drift on every static pixel.)
+    """
     flow = np.clip(np.asarray(flow, dtype=np.float32), -bound, bound)
-    return np.rint((flow + bound) * (255.0 / (2 * bound))).astype(np.uint8)
+    return (np.rint(flow * np.float32(_FLOW_ZERO / bound)) + _FLOW_ZERO).astype(np.uint8)
 
 
 def dequantize_flow(q: np.ndarray, bound: float = FLOW_BOUND) -> np.ndarray:
-    """Inverse of :func:`quantize_flow` (float32; a step is 2 * bound / 255 = 0.157 px at 20 px)."""
-    return np.asarray(q, dtype=np.float32) * np.float32(2 * bound / 255.0) - np.float32(bound)
+    """Inverse of :func:`quantize_flow` (float32; a step is bound / 127 = 0.157 px at 20 px, 0 -> 0)."""
+    return (np.asarray(q, dtype=np.float32) - np.float32(_FLOW_ZERO)) * np.float32(bound / _FLOW_ZERO)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -57,6 +66,28 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def spec_difference(cached: Mapping[str, Any], wanted: Mapping[str, Any], wanted_by: str = "asked for") -> str:
+    """The settings on which a cache's ``spec.json`` and a request differ, one phrase each.
+
+    Frame sizes are written height x width, the order of ``data.frame_size`` and of
+    ``vidssl extract --frame-size``, e.g. "frame size: the cache holds 128x171, this run
+    reads 171x128 (height x width)".
+    """
+    def size(value) -> str:
+        return "the native size" if value is None else "x".join(str(int(v)) for v in value)
+
+    parts = []
+    for key in sorted(set(cached) | set(wanted)):
+        have, want = cached.get(key), wanted.get(key)
+        if have == want:
+            continue
+        if key == "size":
+            parts.append(f"frame size: the cache holds {size(have)}, {wanted_by} {size(want)} (height x width)")
+        else:
+            parts.append(f"{key}: the cache holds {have!r}, {wanted_by} {want!r}")
+    return "; ".join(parts) or "no difference"
 
 
 class SignalCache:

@@ -33,7 +33,8 @@ class CheckReport:
     total: int
     ok: int
     bad: list[tuple[str, str]] = field(default_factory=list)  # (path, reason), sorted by path
-    # Readable, but some frames whose packets exist do not decode (path, what was lost).
+    # Readable but damaged (path, what is wrong): frames whose packets exist do not decode,
+    # frames decode with errors, or the file holds fewer frames than its header promises.
     damaged: list[tuple[str, str]] = field(default_factory=list)
     total_frames: int = 0  # frames that decode, summed over the readable files
     seconds: float = 0.0
@@ -49,8 +50,8 @@ class CheckReport:
         write_json_atomic(path, self.to_dict())
 
     def summary(self) -> str:
-        lines = [f"{self.ok}/{self.total} videos readable, {len(self.bad)} unreadable "
-                 f"({self.total_frames} frames, {self.seconds:.1f} s)"]
+        lines = [f"{self.ok}/{self.total} videos readable, {len(self.bad)} unreadable, {len(self.damaged)} "
+                 f"damaged ({self.total_frames} frames, {self.seconds:.1f} s)"]
         lines += [f"  unreadable {p}: {r}" for p, r in self.bad]
         lines += [f"  damaged {p}: {r}" for p, r in self.damaged]
         return "\n".join(lines)
@@ -68,6 +69,10 @@ def collect_video_paths(
       integer label after whitespace (the UCF101 ``trainlist01.txt`` style) is dropped.
       Relative paths are taken relative to ``root`` (default: the list file's folder).
     - a file with a video extension: that file alone.
+    - a ``.csv`` file: read as training reads it, by the same catalog code: a ``path,label``
+      CSV (``data.dataset=csv``), or the Kinetics CSV (``label,youtube_id,time_start,time_end``
+      columns, every row whatever its split); ``root`` is ``data.root`` (default: the CSV's
+      folder). Rows whose video is missing are dropped with the catalog's warning.
     """
     if not isinstance(source, (str, os.PathLike)):
         return [str(p) for p in source]
@@ -78,6 +83,8 @@ def collect_video_paths(
         raise FileNotFoundError(f"{src}: no such folder, video or list file")
     if src.suffix.lower() in VIDEO_EXTENSIONS:
         return [str(src)]
+    if src.suffix.lower() == ".csv":
+        return _videos_of_csv(src, Path(root) if root is not None else src.parent)
     base = Path(root) if root is not None else src.parent
     paths = []
     for line in src.read_text(errors="replace").splitlines():
@@ -90,15 +97,20 @@ def collect_video_paths(
 
 
 def check_videos(
-    paths: Iterable[str | os.PathLike], *, workers: int = 2, progress: bool = True
+    paths: Iterable[str | os.PathLike], *, workers: int = 2, progress: bool = True, stream: int | None = None
 ) -> CheckReport:
     """Decode every frame of every video in ``paths``; returns a ``CheckReport``.
 
     A file counts as readable when it opens, has a video stream and at least one frame
-    decodes (damaged tails are fine: the reader serves what decodes); readable files whose
-    packets promise more frames than decode are also listed in ``damaged``. Nothing raised
-    by one file stops the scan; unexpected errors are reported as that file's reason.
-    Duplicate paths are checked once.
+    decodes (damaged tails are fine: the reader serves what decodes). A readable file is also
+    listed in ``damaged`` when packets that hold a picture do not decode, when frames decode
+    with errors (concealed damage, e.g. a raw stream cut inside its last frame), or when its
+    header promises more frames than the file holds (a cut-off AVI or MP4). Placeholder
+    packets that hold no picture by design (MPEG-4 "not coded" VOPs, Xvid's 1-byte packets
+    for dropped frames) are not damage. ``stream`` picks the video stream as
+    ``VideoReader(stream=...)`` does (default: the best one). Nothing raised by one file stops
+    the scan; unexpected errors are reported as that file's reason. Duplicate paths are checked
+    once.
     """
     paths = list(dict.fromkeys(str(p) for p in paths))
     start = time.perf_counter()
@@ -107,12 +119,12 @@ def check_videos(
     try:
         if workers <= 1:
             for p in paths:
-                results[p] = _check_one(p)
+                results[p] = _check_one(p, stream)
                 bar.update()
         else:
             pool = ThreadPoolExecutor(max_workers=workers)
             try:
-                futures = {pool.submit(_check_one, p): p for p in paths}
+                futures = {pool.submit(_check_one, p, stream): p for p in paths}
                 for future in as_completed(futures):
                     results[futures[future]] = future.result()
                     bar.update()
@@ -122,8 +134,7 @@ def check_videos(
     finally:
         bar.close()
     bad = sorted((p, o.error) for p, o in results.items() if o.error is not None)
-    damaged = sorted((p, f"{o.expected - o.frames} of {o.expected} frames do not decode")
-                     for p, o in results.items() if o.error is None and o.frames < o.expected)
+    damaged = sorted((p, o.damage()) for p, o in results.items() if o.error is None and o.damage())
     frames = sum(o.frames for o in results.values())
     return CheckReport(total=len(paths), ok=len(paths) - len(bad), bad=bad, damaged=damaged,
                        total_frames=frames, seconds=time.perf_counter() - start)
@@ -134,17 +145,45 @@ class _Outcome:
     frames: int = 0  # frames that decode
     expected: int = 0  # frames the packets promise
     error: str | None = None
+    corrupt: int = 0  # frames that decode with errors
+    header: int = 0  # frames the container header promises (0: no such header)
+    packets: int = 0  # video packets in the file, placeholders included
+    cut_off: bool = False  # fewer packets than the header and the container's index promise
+
+    def damage(self) -> str:
+        """What is wrong with a readable file ("" when nothing)."""
+        found = []
+        if self.frames < self.expected:
+            found.append(f"{self.expected - self.frames} of {self.expected} frames do not decode")
+        if self.corrupt:
+            found.append(f"{self.corrupt} of {self.frames} frames decode with errors")
+        if self.cut_off:
+            found.append(f"cut off: the header promises {self.header} frames, the file holds {self.packets}")
+        return "; ".join(found)
 
 
-def _check_one(path: str) -> _Outcome:
+def _check_one(path: str, stream: int | None = None) -> _Outcome:
     try:
-        with VideoReader(path) as reader:
+        with VideoReader(path, stream=stream) as reader:
             frames = reader.count_decodable()
-            return _Outcome(frames=frames, expected=reader.expected_frames)
+            return _Outcome(frames=frames, expected=reader.expected_frames, corrupt=reader.corrupt_frames,
+                            header=reader.header_frames, packets=reader.packets_in_file, cut_off=reader.cut_off)
     except VideoReadError as e:
         return _Outcome(error=e.reason)
     except Exception as e:  # a scan over thousands of files must report, not crash
         return _Outcome(error=f"unexpected {type(e).__name__}: {e}")
+
+
+def _videos_of_csv(csv_path: Path, root: Path) -> list[str]:
+    from vidssl.data.catalogs import load_catalog
+
+    with open(csv_path, newline="", errors="replace") as f:
+        header = {name.strip() for name in (f.readline().split(","))}
+    if "youtube_id" in header:
+        catalog = load_catalog("kinetics400", root=root, csv_path=csv_path, subset=None)
+    else:
+        catalog = load_catalog("csv", csv_path=csv_path, root=root)
+    return list(dict.fromkeys(r.path for r in catalog.records))
 
 
 def _videos_below(folder: Path) -> list[str]:

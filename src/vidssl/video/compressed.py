@@ -15,22 +15,31 @@ in the previous frame to its position in the current frame, in pixels, x then y:
 ``dst - src`` for a past reference, ``src - dst`` for a future one. An object moving right by
 3 px per frame reads +3, like forward optical flow (:func:`vidssl.video.optical_flow`).
 
-When that is a per-frame displacement. The side data says past or future, not how far. So
-the vectors of frame ``t`` are displacements from frame ``t - 1`` only when its reference is
-known to be ``t - 1``:
+When that is a per-frame displacement. The side data says past or future, not how far, and
+it is attached to the frame it describes (frames come out of the decoder in presentation
+order, with their own side data, whatever the packet order, packing or threading). What is
+kept, per frame:
 
-- MPEG-4 Part 2 and the other MPEG-1/2/4-family codecs predict from the nearest anchor (I or
-  P frame): with no B-frames every P-frame references the previous frame. With B-frames a
-  frame's past reference is the previous frame only when that frame is an anchor.
+- MPEG-4 Part 2 and the other MPEG-1/2/4-family codecs: a P-frame predicts from the nearest
+  earlier anchor (I or P frame) in presentation order, ``d`` frames back (``d = 1`` without
+  B-frames; ``d = 3`` in the I B B P pattern of Xvid/DivX AVIs). Its past-reference vectors
+  divided by ``d`` are kept: the mean displacement per frame over the gap, exact for motion
+  that is constant across it.
+- B-frames are never kept (``mv_valid`` False). libavcodec's MPEG-4 Part 2 decoder (the
+  H.263 family) keeps no motion field for B-frames: their exported records are placeholders
+  with zero vectors whatever the motion (in the tests' files as in UCF101's Xvid files), so
+  they are not measurements. (MPEG-1/2 decoders do export B-frame vectors; those files are
+  not a target here, and one rule for the family is simpler.)
+- A predicted frame the decoder hands out without vectors is not kept either: the last
+  anchor of a stream with B-frames is flushed at the end of the stream without side data.
 - H.264 may reference any of up to ``max_num_ref_frames`` frames (from the sequence parameter
   set). With one reference frame and no B-frames every P-frame references the previous frame.
   Otherwise only a frame right after an IDR frame is known to reference the previous frame.
 
 Frames that do not qualify read zero with ``mv_valid`` False, and the file gets one
-:class:`MotionVectorWarning` naming it and the re-encode command; I-frames and the frames that
-qualify are still returned correctly. B-frame blocks predicted only from the future read zero
-(their reference is never the previous frame). Intra blocks inside P-frames carry no vector
-and read zero too.
+:class:`MotionVectorWarning` naming it, counting the frames affected and naming the re-encode
+command; I-frames and the frames that qualify are still returned correctly. Blocks predicted
+only from the future read zero; so do intra blocks inside P-frames (they carry no vector).
 
 Maps are built from the per-block side data with vectorised numpy (one fancy-index write per
 distinct block size, no Python loop over blocks) on a grid of 4 x 4 pixel cells (block sizes
@@ -95,11 +104,14 @@ class CompressedVideo:
     motion_vectors: float32 [N, H', W', 2] dense maps (x then y, pixels of the full frame; see the
         module docstring for the sign), zeros where ``mv_valid`` is False, or None when not requested.
     mv_valid: bool [N] whether ``motion_vectors[t]`` holds measured values: per-frame
-        displacements from frame t-1 (False on I-frames), or with ``accumulated`` the
-        displacement from the GOP's I-frame (True on I-frames, which are 0 by definition).
+        displacements from frame t-1 (False on I-frames and MPEG-4 B-frames; a P-frame predicted
+        across B-frames holds its vectors divided by the distance, see the module docstring), or
+        with ``accumulated`` the displacement from the GOP's I-frame (True on I-frames, which are
+        0 by definition).
     size: (H, W) of the frames; downsample: the map's grid step in pixels.
-    codec: decoder name; per_frame: whether every P-frame's vectors are per-frame displacements
-        by construction of the stream (CoViAR-style files); max_ref_frames: H.264's reference count.
+    codec: decoder name; per_frame: whether every predicted frame's vectors are displacements
+        from the previous frame by construction of the stream (CoViAR-style files: no B-frames);
+        max_ref_frames: H.264's reference count. notes: the warning's text, if any.
     """
 
     path: str
@@ -188,20 +200,29 @@ def read_compressed(
                              motion_vectors=None, mv_valid=np.zeros(n, dtype=bool), size=(height, width),
                              fps=fps, codec=codec, downsample=downsample, accumulated=accumulated,
                              max_ref_frames=max_refs)
-    valid, per_frame, reason = _previous_frame_reference(codec, types, scan.key, max_refs)
+    exported = scan.exported if motion_vectors else None
+    valid, span, per_frame, problems = _previous_frame_reference(codec, types, scan.key, max_refs, exported)
     result.per_frame = per_frame
     if not motion_vectors:
         return result
 
     maps = scan.maps
     maps[~valid] = 0.0
+    spanned = valid & (span > 1)
+    if spanned.any():  # P-frames predicted across B-frames: mean displacement per frame
+        maps[spanned] /= span[spanned].astype(np.float32)[:, None, None, None]
     result.motion_vectors, result.mv_valid = maps, valid
     if accumulated:
         result.motion_vectors, result.mv_valid = accumulate_motion_vectors(maps, types, valid, downsample)
-    if reason is not None:
-        kept, candidates = int(valid.sum()), sum(c != "I" for c in types)
-        note = (f"{path}: {reason}; kept the {kept} of {candidates} predicted frames whose reference is "
-                f"the previous frame (the others read zero, mv_valid False). To use every frame, {REENCODE_HINT}.")
+    candidates = [t for t, c in enumerate(types) if c != "I"]
+    affected = sum(not valid[t] for t in candidates)
+    if affected:
+        note = (f"{path}: {affected} of {len(candidates)} predicted frames have no per-frame motion vectors "
+                f"and read zero with mv_valid False ({'; '.join(problems)}). To use every frame, {REENCODE_HINT}.")
+        if spanned.any():
+            note += (f" The {int(spanned.sum())} P-frames predicted across B-frames hold their vectors divided "
+                     f"by the distance to their reference (up to {int(span.max())} frames): the mean "
+                     f"displacement per frame.")
         result.notes.append(note)
         warnings.warn(note, MotionVectorWarning, stacklevel=2)
     return result
@@ -217,6 +238,7 @@ class _Scan:
     iframes: dict[int, np.ndarray]
     maps: np.ndarray | None
     first_packet: bytes | None
+    exported: np.ndarray | None = None  # bool [N]: the decoder attached motion vectors to frame t
 
 
 class _FrameStream:
@@ -280,6 +302,8 @@ def _decode_all(path, container, stream, want_iframes, downsample, max_frames) -
     raw = np.concatenate(records) if records else np.zeros(0, dtype=np.uint8)
     owner = np.repeat(np.array(owners, dtype=np.intp), counts)
     scan.maps = _densify_records(raw, owner, len(scan.types), height, width, downsample)
+    scan.exported = np.zeros(len(scan.types), dtype=bool)
+    scan.exported[[t for t in owners if t < len(scan.types)]] = True
     return scan
 
 
@@ -481,11 +505,15 @@ def accumulate_motion_vectors(maps: np.ndarray, frame_types, valid: np.ndarray,
                               downsample: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Displacement of each pixel from the GOP's I-frame to frame t (CoViAR's accumulated vectors).
 
-    ``acc[t](p) = mv[t](p) + acc[t-1](p - mv[t](p))``: the pixel's displacement across frame t
-    plus the accumulated displacement of where it came from (nearest cell, clipped to the
-    frame), reset to 0 on every I-frame. ``maps`` are per-frame displacements in full-frame
-    pixels on a grid of ``downsample`` pixels. A frame whose vectors are unknown breaks the
-    chain: it and the frames after it read 0 (valid False) until the next I-frame.
+    ``acc[t](p) = d * mv[t](p) + acc[r](p - d * mv[t](p))``: the pixel's displacement since frame
+    ``r``, the frame t predicts from, plus the accumulated displacement of where it came from
+    (nearest cell, clipped to the frame), reset to 0 on every I-frame. ``r`` is the previous
+    anchor (I or P frame) for a P-frame, ``d = t - r`` (1 without B-frames; per-frame maps of
+    P-frames predicted across B-frames hold their vectors divided by d), and ``t - 1`` for a
+    valid B-frame. ``maps`` are per-frame displacements in full-frame pixels on a grid of
+    ``downsample`` pixels. A frame whose vectors are unknown reads 0 (valid False) and so do
+    the frames that predict from it, until the next I-frame; B-frames that are not valid
+    break nothing (no frame predicts from them).
 
     Returns (float32 [N, H', W', 2], bool [N] valid).
     """
@@ -495,29 +523,34 @@ def accumulate_motion_vectors(maps: np.ndarray, frame_types, valid: np.ndarray,
     acc_valid = np.zeros(n, dtype=bool)
     rows = np.arange(gh, dtype=np.float32)[:, None]
     cols = np.arange(gw, dtype=np.float32)[None, :]
-    chain = False
+    last_anchor = None
     for t in range(n):
-        if frame_types[t] == "I":
-            chain = True
-        elif chain and valid[t]:
-            mv = maps[t]
-            src_r = np.clip(np.rint(rows - mv[..., 1] / downsample), 0, gh - 1).astype(np.intp)
-            src_c = np.clip(np.rint(cols - mv[..., 0] / downsample), 0, gw - 1).astype(np.intp)
-            acc[t] = mv + acc[t - 1][src_r, src_c]
-        else:
-            chain = False
-        acc_valid[t] = chain
+        kind = frame_types[t]
+        if kind == "I":
+            acc_valid[t] = True
+        elif valid[t]:
+            ref = last_anchor if kind != "B" else t - 1
+            if ref is not None and ref >= 0 and acc_valid[ref]:
+                mv = maps[t] * np.float32(t - ref)
+                src_r = np.clip(np.rint(rows - mv[..., 1] / downsample), 0, gh - 1).astype(np.intp)
+                src_c = np.clip(np.rint(cols - mv[..., 0] / downsample), 0, gw - 1).astype(np.intp)
+                acc[t] = mv + acc[ref][src_r, src_c]
+                acc_valid[t] = True
+        if kind != "B":
+            last_anchor = t
     return acc, acc_valid
 
 
 def resize_vector_map(maps: np.ndarray, size: tuple[int, int], from_size: tuple[int, int] | None = None,
-                      ) -> np.ndarray:
+                      to_size: tuple[int, int] | None = None) -> np.ndarray:
     """Resample vector maps [..., h, w, 2] to ``size`` (h', w') and rescale the values to match.
 
     The values are displacements in pixels of a frame of ``from_size`` (H, W) (default: the
-    map's own grid); they come out in pixels of the new grid: x times ``w' / W``, y times
-    ``h' / H``. Resampling is area-averaging when shrinking and nearest when enlarging (the
-    maps are piecewise constant over blocks).
+    map's own grid); they come out in pixels of a frame of ``to_size`` (default: ``size``, the
+    new grid itself): x times ``to_w / W``, y times ``to_h / H``. The dataset's signals pass
+    the frame size the clip is delivered at (DESIGN.md: every motion field is in pixels of that
+    frame size), whatever grid the map is on. Resampling is area-averaging when shrinking and
+    nearest when enlarging (the maps are piecewise constant over blocks).
     """
     import cv2
 
@@ -525,52 +558,77 @@ def resize_vector_map(maps: np.ndarray, size: tuple[int, int], from_size: tuple[
     lead, (h, w) = maps.shape[:-3], maps.shape[-3:-1]
     out_h, out_w = int(size[0]), int(size[1])
     frame_h, frame_w = from_size if from_size is not None else (h, w)
+    to_h, to_w = to_size if to_size is not None else (out_h, out_w)
     flat = maps.reshape((-1, h, w, 2))
     if (out_h, out_w) != (h, w):
         interp = cv2.INTER_AREA if out_h <= h and out_w <= w else cv2.INTER_NEAREST
         flat = np.stack([cv2.resize(m, (out_w, out_h), interpolation=interp) for m in flat]) if len(flat) else \
             np.zeros((0, out_h, out_w, 2), np.float32)
-    flat = flat * np.array([out_w / frame_w, out_h / frame_h], dtype=np.float32)
+    flat = flat * np.array([to_w / frame_w, to_h / frame_h], dtype=np.float32)
     return flat.reshape(lead + (out_h, out_w, 2)).astype(np.float32, copy=False)
 
 
 # -- which frames reference the previous one ----------------------------------------------------
 
 
-def _previous_frame_reference(codec: str, types: list[str], key: list[bool],
-                              max_refs: int | None) -> tuple[np.ndarray, bool, str | None]:
-    """(valid [N], per_frame, problem): which predicted frames are known to reference frame t-1.
+def _previous_frame_reference(codec: str, types: list[str], key: list[bool], max_refs: int | None,
+                              exported: np.ndarray | None = None,
+                              ) -> tuple[np.ndarray, np.ndarray, bool, list[str]]:
+    """(valid [N], span [N], per_frame, problems): which frames' vectors are per-frame displacements.
 
-    ``problem`` explains, for the warning, why not every predicted frame qualifies (None when
-    all do).
+    ``span[t]``: how many frames back frame t's past reference lies (1 = the previous frame);
+    a valid frame's vectors are divided by it. ``exported[t]``: the decoder attached vectors to
+    frame t (None: not known, e.g. types only). ``problems`` explains, for the warning, why
+    some predicted frames are not valid (empty when all are).
     """
     n = len(types)
     predicted = np.array([c != "I" for c in types], dtype=bool)
+    span = np.ones(n, dtype=np.int64)
     has_b = "B" in types
+    problems: list[str] = []
     if codec in _ANCHOR_CODECS:
-        anchor = np.array([c != "B" for c in types], dtype=bool)
-        valid = predicted.copy()
-        valid[0] = False
-        valid[1:] &= anchor[:-1]
-        problem = ("the stream has B-frames, so a frame after a B-frame predicts from an anchor further "
-                   "back and its vectors are not per-frame displacements") if has_b else None
-        return valid, not has_b, problem
-    if codec == "h264":
+        # Display order: a P-frame predicts from the nearest earlier anchor (I or P frame).
+        valid = np.zeros(n, dtype=bool)
+        last_anchor = None
+        for t, c in enumerate(types):
+            if c == "P" and last_anchor is not None:
+                valid[t], span[t] = True, t - last_anchor
+            if c != "B":
+                last_anchor = t
+        if has_b:
+            problems.append(f"{types.count('B')} B-frames, for which the decoder exports no vectors of their own")
+        if types and types[0] != "I":
+            problems.append("the stream starts on a predicted frame whose reference is missing")
+        per_frame = not has_b
+    elif codec == "h264":
         if max_refs == 1 and not has_b:
             valid = predicted.copy()
-            valid[0] = False
-            return valid, True, None
-        after_idr = np.zeros(n, dtype=bool)
-        after_idr[1:] = np.array(key[:-1], dtype=bool) & (np.array(types[:-1]) == "I")
-        problems = ["B-frames"] if has_b else []
-        if max_refs is None:
-            problems.append("an unreadable reference-frame count")
-        elif max_refs > 1:
-            problems.append(f"{max_refs} reference frames")
-        problem = (f"H.264 with {' and '.join(problems)}: the decoder says only whether a block's reference "
-                   f"is past or future, not how far, so its vectors are not per-frame displacements")
-        return predicted & after_idr, False, problem
-    return np.zeros(n, dtype=bool), False, f"the {codec} decoder exports no motion vectors"
+            valid[:1] = False
+            per_frame = True
+        else:
+            after_idr = np.zeros(n, dtype=bool)
+            after_idr[1:] = np.array(key[:-1], dtype=bool) & (np.array(types[:-1]) == "I")
+            reasons = ["B-frames"] if has_b else []
+            if max_refs is None:
+                reasons.append("an unreadable reference-frame count")
+            elif max_refs > 1:
+                reasons.append(f"{max_refs} reference frames")
+            problems.append(f"H.264 with {' and '.join(reasons)}: the decoder says only whether a block's "
+                            f"reference is past or future, not how far, so only frames right after an IDR "
+                            f"frame are known to reference the previous frame")
+            valid = predicted & after_idr
+            per_frame = False
+    else:
+        return np.zeros(n, dtype=bool), span, False, [f"the {codec} decoder exports no motion vectors"]
+    if exported is not None:
+        missing = valid & ~exported
+        if missing.any():
+            count = int(missing.sum())
+            problems.append(f"{count} P-frame{'s' if count > 1 else ''} the decoder handed out without vectors "
+                            f"(as the last anchor of a stream with B-frames, which the decoder flushes without them)")
+            valid &= exported
+    span[~valid] = 1
+    return valid, span, per_frame, problems
 
 
 # -- bitstream headers --------------------------------------------------------------------------

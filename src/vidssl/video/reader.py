@@ -33,6 +33,7 @@ indexed by a full decode at open; they are rare, and correctness beats speed for
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 from bisect import bisect_right
@@ -47,6 +48,8 @@ import numpy as np
 
 __all__ = ["VideoReadError", "VideoReader", "probe_video"]
 
+logger = logging.getLogger(__name__)
+
 # Raw elementary-stream demuxers to try when content probing fails, e.g. an MPEG-4 Part 2
 # stream saved as ".mp4" without a container: the extension steers the probe to the MP4
 # demuxer, which then finds no "moov" atom.
@@ -59,6 +62,7 @@ _AV_ERRORS = (av.error.FFmpegError, OSError)
 _VOP_START = b"\x00\x00\x01\xb6"
 # The mpeg4_unpack_bframes filter treats packets up to this size as N-VOP placeholders.
 _MAX_NVOP_SIZE = 19
+_START_CODE = b"\x00\x00\x01"
 
 
 class VideoReadError(Exception):
@@ -129,19 +133,34 @@ class VideoReader:
     ``path``, ``num_frames`` (frames that really decode), ``fps``, ``size`` (H, W of output
     frames), ``codec``, ``frames_decoded`` (decoder output so far, for measuring cost),
     ``expected_frames`` (frames the demuxed packets promise; more than ``num_frames`` after
-    ``count_decodable()`` means damaged packets). Use as a context manager or call
+    ``count_decodable()`` means damaged packets), ``header_frames`` (the container header's
+    frame count, 0 when it has none), ``packets_in_file`` (video packets present, placeholders
+    included), ``cut_off`` (the file holds fewer packets than its header and its own index
+    promise: a truncated AVI or MP4; a header that merely overcounts a complete index is not
+    cut off), ``corrupt_frames`` (frames that decode with errors, counted by
+    ``count_decodable()``), ``stream`` (which of the file's video streams is read, counted
+    among its video streams). Use as a context manager or call
     ``close()``; the container is closed even when opening fails half-way. Not thread-safe:
     one reader per thread or worker.
+
+    ``stream=None`` reads the file's best video stream as the ``ffmpeg`` tool picks it (the one
+    flagged default, then the largest; cover art never counts), logging the choice once per file
+    when there are several; ``stream=N`` reads its N-th video stream (0-based, ffmpeg's
+    ``-map 0:v:N``).
     """
 
-    def __init__(self, path: str | os.PathLike, *, size: tuple[int, int] | None = None):
+    def __init__(self, path: str | os.PathLike, *, size: tuple[int, int] | None = None,
+                 stream: int | None = None):
         self.path = str(path)
         if size is not None:
             size = (int(size[0]), int(size[1]))
             if size[0] <= 0 or size[1] <= 0:
                 raise ValueError(f"{self.path}: size must be positive (H, W), got {size}")
-        self._container, self._stream, self._format = _open_video(self.path)
+        self._container, self._stream, self._format = _open_video(self.path, stream)
         try:
+            self.stream: int = list(self._container.streams.video).index(self._stream)
+            self.header_frames: int = max(int(self._stream.frames or 0), 0)
+            self.corrupt_frames = 0
             ctx = self._stream.codec_context
             self.codec: str = ctx.name
             self._native_size = (int(ctx.height), int(ctx.width))
@@ -150,7 +169,11 @@ class VideoReader:
             self._bsf = None
             self._reformatter: VideoReformatter | None = None
             self.frames_decoded = 0  # decoder output so far; shows what a read really costs
+            indexed = len(self._stream.index_entries)  # the container's own index, before demuxing adds to it
             self._index = self._index_from_avi_entries() or self._index_from_packets()
+            # Cut off: the header promises more frames than there are packets, and the container's
+            # index (complete in a whole AVI; the moov's in an MP4) does not account for just those.
+            self.cut_off: bool = self.header_frames > self.packets_in_file and indexed != self.packets_in_file
             self.fps: float = self._frame_rate()
         except BaseException:
             self.close()
@@ -244,7 +267,7 @@ class VideoReader:
             first = next(self._container.demux(stream), None)  # stream headers: packed B-frames?
             if first is None or _divx_packed((stream.codec_context.extradata or b"") + bytes(first)):
                 return None
-        self.expected_frames = n
+        self.expected_frames = self.packets_in_file = n
         return _FrameIndex(n, pts, np.array(keyframes, dtype=np.int64), "avi index")
 
     def _index_from_packets(self) -> _FrameIndex:
@@ -258,14 +281,20 @@ class VideoReader:
         first_packet = True
         previous = None
         frame_packets = 0
+        self.packets_in_file = 0
         try:
             for packet in self._container.demux(self._stream):
                 if packet.size == 0:
                     continue  # end-of-stream marker
+                self.packets_in_file += 1
                 if packet.is_discard:
                     continue  # dropped by the decoder by design (edit lists)
                 if packet.is_corrupt:
                     safe = False  # may or may not decode: only decoding can tell
+                if mpeg4 and packet.size <= _MAX_NVOP_SIZE and _START_CODE not in bytes(packet):
+                    # No start code at all, so no picture: Xvid's 1-byte placeholder for a
+                    # dropped frame (the decoder skips it, "frame skip" / no output).
+                    continue
                 if mpeg4 and first_packet:
                     # Stream headers sit in extradata and/or before the first VOP.
                     data = bytes(packet)
@@ -322,16 +351,20 @@ class VideoReader:
         pts: list[int | None] = []
         key: list[int] = []
         packet_dts: dict[int, int | None] = {}  # pts -> dts of the packets decoded
+        corrupt = 0
         try:
             self._seek_to_start()
             for frame in self._decoded_frames(packet_dts):
                 if frame.key_frame:
                     key.append(len(pts))
                 pts.append(frame.pts)
+                corrupt += bool(frame.is_corrupt)  # concealed errors, e.g. a cut-off last frame
         except _AV_ERRORS as e:
             if not pts:
                 raise VideoReadError(self.path, f"no frame decodes ({_describe(e)})") from e
             # Frames before the damage are kept; the video ends where decoding stopped.
+        finally:
+            self.corrupt_frames = corrupt
         if not pts:
             raise VideoReadError(self.path, "no frame decodes (stream holds no decodable video)")
         usable = all(p is not None for p in pts) and all(a < b for a, b in zip(pts, pts[1:]))
@@ -484,15 +517,15 @@ class VideoReader:
         return 0.0
 
 
-def probe_video(path: str | os.PathLike, *, full: bool = False) -> dict:
+def probe_video(path: str | os.PathLike, *, full: bool = False, stream: int | None = None) -> dict:
     """``{"num_frames", "fps", "size": (H, W), "codec"}`` of a video, checked by decoding.
 
     The quick probe decodes the first and the last frame, which proves the file opens, the
     codec works and the frame count holds at the tail (where truncation and lying headers
     show). ``full=True`` decodes every frame and reports the exact count. Raises
-    ``VideoReadError`` naming the path for anything unreadable.
+    ``VideoReadError`` naming the path for anything unreadable. ``stream``: as ``VideoReader``.
     """
-    with VideoReader(path) as reader:
+    with VideoReader(path, stream=stream) as reader:
         if full:
             reader.count_decodable()
         else:
@@ -512,8 +545,9 @@ def probe_video(path: str | os.PathLike, *, full: bool = False) -> dict:
 # -- opening --------------------------------------------------------------------------------
 
 
-def _open_video(path: str):
-    """Open ``path`` and pick its video stream; returns (container, stream, format forced)."""
+def _open_video(path: str, stream: int | None = None):
+    """Open ``path`` and pick its video stream (``stream``: see ``VideoReader``); returns
+    (container, stream, format forced)."""
     p = Path(path)
     if not p.exists():
         raise VideoReadError(path, "file does not exist")
@@ -526,7 +560,7 @@ def _open_video(path: str):
     except _AV_ERRORS as e:
         first_error = _describe(e)
     else:
-        return container, _video_stream_or_close(path, container), None
+        return container, _video_stream_or_close(path, container, stream), None
     # Content probing failed: maybe a raw elementary stream behind a misleading extension.
     for fmt in _RAW_FORMATS:
         try:
@@ -534,25 +568,53 @@ def _open_video(path: str):
         except _AV_ERRORS:
             continue
         try:
-            return container, _video_stream_or_close(path, container), fmt
+            return container, _video_stream_or_close(path, container, stream), fmt
         except VideoReadError:
             continue
     raise VideoReadError(path, f"not a readable video file ({first_error}; "
                                f"also not a raw {'/'.join(_RAW_FORMATS)} stream)")
 
 
-def _video_stream_or_close(path: str, container):
-    """The first real video stream (not cover art) with known dimensions; closes on failure."""
-    for stream in container.streams.video:
-        if stream.disposition & av.stream.Disposition.attached_pic:
-            continue
+_LOGGED_CHOICES: set[str] = set()  # files whose stream choice was logged (once per process)
+
+
+def _video_stream_or_close(path: str, container, wanted: int | None = None):
+    """The video stream to read: the ``wanted``-th video stream, or the best real one (not cover
+    art, known dimensions) as the ``ffmpeg`` tool ranks them: flagged default first, then the
+    most pixels, then the first; closes on failure."""
+    videos = list(container.streams.video)
+
+    def usable(stream) -> bool:
         ctx = stream.codec_context
-        if ctx is not None and ctx.width > 0 and ctx.height > 0:
-            return stream
-    kinds = ", ".join(f"{s.type} ({s.codec_context.name if s.codec_context else '?'})"
-                      for s in container.streams) or "none"
-    container.close()
-    raise VideoReadError(path, f"no video stream (streams found: {kinds})")
+        return (not stream.disposition & av.stream.Disposition.attached_pic and ctx is not None
+                and ctx.width > 0 and ctx.height > 0)
+
+    def describe(stream) -> str:
+        ctx = stream.codec_context
+        return f"video stream {videos.index(stream)} (#{stream.index}: {ctx.name} {ctx.width}x{ctx.height})"
+
+    if wanted is not None:
+        if not 0 <= int(wanted) < len(videos) or not usable(videos[int(wanted)]):
+            found = ", ".join(describe(s) for s in videos if usable(s)) or "none"
+            container.close()
+            raise VideoReadError(path, f"no usable video stream {wanted} (video streams are counted from 0; "
+                                       f"usable here: {found})")
+        return videos[int(wanted)]
+    candidates = [s for s in videos if usable(s)]
+    if not candidates:
+        kinds = ", ".join(f"{s.type} ({s.codec_context.name if s.codec_context else '?'})"
+                          for s in container.streams) or "none"
+        container.close()
+        raise VideoReadError(path, f"no video stream (streams found: {kinds})")
+    default = av.stream.Disposition.default
+    chosen = max(candidates, key=lambda s: (bool(s.disposition & default),
+                                            s.codec_context.width * s.codec_context.height, -s.index))
+    if len(candidates) > 1 and path not in _LOGGED_CHOICES:
+        _LOGGED_CHOICES.add(path)
+        others = ", ".join(describe(s) for s in candidates if s is not chosen)
+        logger.info("%s: %d video streams; reading the best one, %s (others: %s); choose with stream=N "
+                    "(`vidssl check-videos --stream N`)", path, len(candidates), describe(chosen), others)
+    return chosen
 
 
 def _describe(error: BaseException) -> str:

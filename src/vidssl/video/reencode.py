@@ -26,7 +26,7 @@ from vidssl.video.writer import write_video
 
 __all__ = ["COVIAR_SIZE", "reencode_video", "reencoded_name"]
 
-COVIAR_SIZE = (340, 256)  # (width, height), CoViAR's `-vf scale=340:256`
+COVIAR_SIZE = (256, 340)  # (height, width) as every size in vidssl; CoViAR's `-vf scale=340:256`
 _EXTENSION_FOR = {".webm": ".mkv"}  # containers that cannot carry MPEG-4 Part 2
 
 
@@ -41,7 +41,7 @@ def reencode_video(src: str | os.PathLike, dst: str | os.PathLike, *, size: tupl
     """Re-encode ``src`` to ``dst`` as MPEG-4 Part 2 with a GOP of ``gop`` and no B-frames.
 
     Args:
-        size: (width, height) of the output, e.g. :data:`COVIAR_SIZE`; None keeps the size.
+        size: (height, width) of the output, e.g. :data:`COVIAR_SIZE`; None keeps the size.
             Frames are resized with ``cv2.INTER_AREA`` (as :class:`VideoReader` does).
         gop: frames per group of pictures (an I-frame every ``gop`` frames).
         qscale: MPEG-4 quantiser, 1 (best, CoViAR's ``-q:v 1``) to 31.
@@ -75,8 +75,8 @@ def _rgb_frames(path: str, container, stream, size) -> Iterator[np.ndarray]:
     try:
         for frame in _FrameStream(container, stream):
             rgb = frame.to_ndarray(format="rgb24")
-            if size is not None and (rgb.shape[1], rgb.shape[0]) != tuple(size):
-                rgb = cv2.resize(rgb, tuple(int(v) for v in size), interpolation=cv2.INTER_AREA)
+            if size is not None and rgb.shape[:2] != tuple(size):
+                rgb = cv2.resize(rgb, (int(size[1]), int(size[0])), interpolation=cv2.INTER_AREA)
             count += 1
             yield rgb
     except _AV_ERRORS as e:

@@ -42,6 +42,9 @@ __all__ = ["VideoSpec", "LISTS", "SPLIT_FILES", "CLIPS_PER_GROUP", "plan_benchma
            "video_summary"]
 
 LISTS: tuple[str, ...] = ("test_decorrelated", "test_biased", "train_biased", "train_unbiased")
+# Every test list is scored against the train list of its own split, as on UCF101: testlist01
+# (decorrelated) and testlist02 (biased) both against train_biased, so the demo's two columns share
+# one gallery; testlist03 against train_unbiased. No test list shares a video with its train list.
 SPLIT_FILES: dict[str, str] = {
     "trainlist01.txt": "train_biased", "testlist01.txt": "test_decorrelated",
     "trainlist02.txt": "train_biased", "testlist02.txt": "test_biased",
