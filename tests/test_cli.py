@@ -209,3 +209,46 @@ def test_extract_exits_non_zero_when_a_video_failed(tmp_path, capsys):
     assert "1 computed, 0 already there, 1 failed" in capsys.readouterr().out
     (root / "walk" / "broken.avi").unlink()
     assert main(args) == 0
+
+
+def test_evaluate_scores_any_named_network_of_a_run(tiny_benchmark, tmp_path, capsys):
+    import two_networks  # registers the "two-networks" test method: backbone + iframe (RGB) + motion (2 channels)
+
+    from vidssl.config import load_config
+
+    run = tmp_path / "run"
+    overrides = tiny_overrides(tiny_benchmark, run, **{"method.name": two_networks.NAME, "trainer.max_steps": 2,
+                                                       "model.networks.iframe.width": 4})
+    assert main(["pretrain", "-c", "configs/demo/base.yaml", *overrides]) == 0
+    index = json.loads((run / "networks.json").read_text())
+    assert {name: entry["file"] for name, entry in index.items()} == {
+        "backbone": "backbone.safetensors", "iframe": "iframe.safetensors", "motion": "motion.safetensors"}
+    assert all((run / entry["file"]).is_file() for entry in index.values())
+    # config.yaml spells every network out, whatever the method's declaration becomes later.
+    assert dict(load_config([run / "config.yaml"]).model.networks.iframe) == {
+        "backbone": "r2d", "width": 4, "depth": 10, "in_channels": 3}
+
+    assert main(["evaluate", str(run), "--network", "iframe", "--device", "cpu"]) == 0
+    results = json.loads((run / "eval_iframe.json").read_text())
+    assert 0 <= results["split1"]["R@1"] <= 100 and not (run / "eval.json").exists()
+    assert main(["evaluate", str(run), "--device", "cpu"]) == 0  # the backbone, as always
+    assert (run / "eval.json").is_file()
+    capsys.readouterr()
+    # The 2-channel network cannot be fed RGB clips: one line naming what it expects and what can be scored.
+    assert main(["evaluate", str(run), "--network", "motion", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "r3d-10 (width 8, 2 input channels) expects 2-channel input" in err
+    assert "networks it can score here: backbone, iframe" in err and "Traceback" not in err
+    assert main(["evaluate", str(run), "--network", "flow", "--device", "cpu"]) == 2
+    assert "no network 'flow'; it has: backbone, iframe, motion" in capsys.readouterr().err
+
+
+def test_evaluate_random_network_comes_from_the_method_declaration(tmp_path, capsys):
+    import two_networks  # noqa: F401  registers "two-networks"
+
+    args = ["evaluate", "--random", "-c", "configs/demo/base.yaml", *tiny_overrides(tmp_path, tmp_path / "r"),
+            "method.name=two-networks", "model.networks.motion.width=4", "--out", str(tmp_path / "x.json")]
+    assert main([*args, "--network", "motion"]) == 2
+    assert "r3d-10 (width 4, 2 input channels) expects 2-channel input" in capsys.readouterr().err
+    assert main([*args, "--network", "flow"]) == 2
+    assert "the config has no network 'flow'; it has: backbone, iframe, motion" in capsys.readouterr().err

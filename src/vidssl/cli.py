@@ -2,7 +2,7 @@
 
     vidssl make-benchmark ROOT [--preset demo] [--seed 0]
     vidssl pretrain -c CONFIG.yaml [key=value ...] [--resume]
-    vidssl evaluate RUN_DIR [key=value ...] | --random -c CONFIG.yaml [key=value ...]
+    vidssl evaluate RUN_DIR [key=value ...] [--network NAME] | --random -c CONFIG.yaml [key=value ...]
     vidssl extract {reencode,flow,motion-vectors,motion-map} ... [--frame-size HxW] [--size HxW]
     vidssl check-videos DIR_LIST_OR_CSV [--root ROOT] [--stream N] [--out report.json]
     vidssl demo [--out runs/demo] [--budget 90]
@@ -73,7 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a run directory from `vidssl pretrain` and/or key=value overrides")
     p.add_argument("--test-split", type=int, action="append", default=None,
                    help="test list(s) to score (default: the config's data.split)")
-    p.add_argument("--out", help="JSON file for the results (default: RUN_DIR/eval.json)")
+    p.add_argument("--out", help="JSON file for the results (default: RUN_DIR/eval.json; "
+                   "RUN_DIR/eval_NAME.json with --network NAME)")
+    p.add_argument("--network", default="backbone", metavar="NAME",
+                   help="which of the run's networks to score (networks.json lists them; default: backbone)")
     p.add_argument("--device", default="auto")
 
     p = sub.add_parser("extract", help="compute motion signals or re-encode a dataset")
@@ -153,8 +156,7 @@ def _evaluate(args) -> int:
 
     from vidssl.config import load_config
     from vidssl.eval.protocol import evaluate_splits
-    from vidssl.models import build_backbone
-    from vidssl.train.export import load_backbone
+    from vidssl.train.export import backbone_from_run
     from vidssl.data.from_config import SPLIT_FILE, evaluation_catalogs, frame_cache_from_config
 
     run_dirs = [t for t in args.targets if "=" not in t]
@@ -164,11 +166,12 @@ def _evaluate(args) -> int:
     args.run_dir = run_dirs[0] if run_dirs else None
     paths = ([Path(args.run_dir) / "config.yaml"] if args.run_dir else []) + list(args.config)
     cfg = load_config(paths, args.overrides)
-    backbone = build_backbone(cfg.model.backbone, width=cfg.model.width, depth=cfg.model.depth)
+    spec = _network_to_score(args, cfg)
     if args.run_dir:
-        load_backbone(backbone, Path(args.run_dir) / "backbone.safetensors")
+        backbone = backbone_from_run(args.run_dir, network=args.network)
     else:
-        torch.manual_seed(cfg.trainer.seed)
+        torch.manual_seed(cfg.trainer.seed)  # before building: the random reference reproduces
+        backbone = spec.build()
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     # Each test list against the train list of its own split; a folder / csv dataset's held-out
     # list (data.test_fraction: the split its pretraining recorded in the run directory).
@@ -177,12 +180,37 @@ def _evaluate(args) -> int:
     results = evaluate_splits(backbone.to(device), lists, cfg.eval, frame_size=cfg.data.frame_size,
                               crop_size=cfg.augment.crop_size, num_workers=cfg.data.num_workers, device=device,
                               frame_cache=frame_cache_from_config(cfg.data))
-    out = Path(args.out) if args.out else (Path(args.run_dir) / "eval.json" if args.run_dir else Path("eval.json"))
+    default_out = "eval.json" if args.network == "backbone" else f"eval_{args.network}.json"
+    out = Path(args.out) if args.out else (Path(args.run_dir) if args.run_dir else Path()) / default_out
     write_json_atomic(out, results)
     for name, metrics in results.items():
         print(name + ": " + "  ".join(f"{k} {v:.1f}" for k, v in metrics.items()))
     print(f"results: {out}")
     return 0
+
+
+def _network_to_score(args, cfg):
+    """The spec of ``--network`` (a run's, from networks.json; or the config's, for --random), refused
+    unless it takes the RGB clips evaluation feeds it."""
+    from vidssl.methods.base import backbone_spec, network_specs
+    from vidssl.train.export import run_network_specs
+
+    if args.run_dir:
+        specs = run_network_specs(args.run_dir)
+    else:
+        specs = {"backbone": backbone_spec(cfg.model)}
+        if args.network != "backbone":
+            specs.update(network_specs(cfg.method.get("name", ""), cfg.model))
+    where = args.run_dir or "the config"
+    if args.network not in specs:
+        raise KeyError(f"--network: {where} has no network {args.network!r}; it has: {', '.join(specs)}")
+    spec = specs[args.network]
+    if spec is not None and spec.in_channels != 3:
+        rgb = [n for n, s in specs.items() if s is not None and s.in_channels == 3]
+        raise ValueError(f"--network {args.network}: {spec.describe()} expects {spec.in_channels}-channel input, "
+                         f"not the RGB clips (3 channels) evaluate feeds it; networks it can score here: "
+                         f"{', '.join(rgb) or 'none'}")
+    return spec
 
 
 def _extract(args) -> int:

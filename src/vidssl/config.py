@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 __all__ = [
-    "ConfigError", "DataConfig", "AugmentConfig", "ModelConfig", "OptimConfig", "TrainerConfig",
+    "ConfigError", "DataConfig", "AugmentConfig", "ModelConfig", "NetworkConfig", "OptimConfig", "TrainerConfig",
     "EvalConfig", "PretrainConfig", "load_config", "validate_section", "to_yaml",
 ]
 
@@ -43,8 +43,12 @@ class DataConfig:
     num_workers: int = 2
     samples_per_epoch: Optional[int] = None  # enlarge (or shrink) an epoch, e.g. pace's 90k on UCF101
     max_bad_fraction: float = 0.05   # the run fails only above this fraction of unreadable videos
-    signals: list[str] = field(default_factory=list)  # extra per-clip signals (motion vectors, ...)
-    cache_dir: Optional[str] = None  # where extracted signals live
+    # Legacy: extra float32 per-clip signals by name (flow, motion-map, motion-vectors, ...). Methods
+    # declare what they read themselves (Method.signals()); this is only for a custom method that
+    # reads batch[name] of the old interface.
+    signals: list[str] = field(default_factory=list)
+    cache_dir: Optional[str] = None  # where `vidssl extract` wrote signals; used where it matches a request
+    video_stream: Optional[int] = None  # which video stream of each file (0-based); None: the best one
     frame_cache: Optional[str] = None  # folder where each video is decoded once (vidssl.video.frame_cache)
 
 
@@ -62,10 +66,26 @@ class AugmentConfig:
 
 
 @dataclass
+class NetworkConfig:
+    """One of a method's extra networks (``model.networks.NAME``); unset keys keep the method's choice.
+
+    Naming another ``backbone`` than the method's drops the method's depth (the new one's default).
+    """
+    backbone: Optional[str] = None
+    width: Optional[int] = None      # default: the method's, else model.width
+    depth: Optional[int] = None
+    in_channels: Optional[int] = None
+
+
+@dataclass
 class ModelConfig:
+    """The main backbone (the network ``backbone.safetensors`` holds and ``vidssl evaluate`` scores),
+    and overrides of the extra networks a method declares (cmd's iframe and motion networks)."""
     backbone: str = "r3d"
     width: int = 64
     depth: Optional[int] = 18
+    in_channels: int = 3
+    networks: dict[str, NetworkConfig] = field(default_factory=dict)
 
 
 @dataclass

@@ -160,16 +160,16 @@ def _catalogs(cfg) -> dict:
 def _backbone_row(row: str, cfg) -> dict[str, dict[str, float]]:
     from vidssl.data.from_config import frame_cache_from_config
     from vidssl.eval.protocol import evaluate_splits
-    from vidssl.models import build_backbone
-    from vidssl.train.export import load_backbone
+    from vidssl.methods.base import backbone_spec
+    from vidssl.train.export import backbone_from_run
 
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)
     if row == "random":
         torch.manual_seed(cfg.trainer.seed)
-    backbone = build_backbone(cfg.model.backbone, width=cfg.model.width, depth=cfg.model.depth)
-    if row != "random":
-        load_backbone(backbone, Path(cfg.run_dir) / "backbone.safetensors")
+        backbone = backbone_spec(cfg.model).build()
+    else:
+        backbone = backbone_from_run(cfg.run_dir)
     # Decoding workers for scoring: the first row to score fills the frame cache, and no
     # training step competes for the cores, so as many as there are cores.
     return evaluate_splits(backbone, _catalogs(cfg), cfg.eval, frame_size=cfg.data.frame_size,

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from tqdm.auto import tqdm
 
 __all__ = ["ExtractionReport", "extract_signals", "reencode_dataset", "shard", "distributed_rank"]
 
@@ -219,43 +218,18 @@ def _copy_lists(src_root: Path, dst_root: Path, max_bytes: int = 50 << 20) -> No
 
 
 def _run(fn: Callable, args: list[tuple], workers: int, desc: str, progress: bool):
-    """Yield (args, error message or None, return value) for each call, in completion order, with a progress bar.
+    """Yield (args, error message or None, return value) for each call ``fn(*args)``, in completion
+    order, with a progress bar (:func:`vidssl.parallel.map_videos`: forkserver/spawn workers).
 
     Any exception a video raises becomes its error message; the others go on.
     """
-    bar = tqdm(total=len(args), desc=desc, unit="video", disable=not progress or not args)
-    try:
-        if workers <= 1 or len(args) <= 1:
-            _worker_init()
-            for a in args:
-                yield (a, *_call(fn, a))
-                bar.update()
-            return
-        with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init) as pool:
-            futures = {pool.submit(_call, fn, a): a for a in args}
-            for future in as_completed(futures):
-                try:
-                    error, value = future.result()
-                except Exception as e:  # the worker process died (e.g. a decoder crash)
-                    error, value = f"worker process failed: {type(e).__name__}: {e}", None
-                yield futures[future], error, value
-                bar.update()
-    finally:
-        bar.close()
+    from vidssl.parallel import map_videos
+
+    yield from map_videos(partial(_apply, fn), args, workers, desc=desc, progress=progress)
 
 
-def _call(fn: Callable, a: tuple) -> tuple[str | None, Any]:
-    try:
-        value = fn(*a)
-    except Exception as e:  # a bad video must not stop the others; its reason is reported
-        return f"{type(e).__name__}: {e}", None
-    return None, value
-
-
-def _worker_init() -> None:
-    import cv2
-
-    cv2.setNumThreads(1)  # one core per worker process
+def _apply(fn: Callable, a: tuple) -> Any:
+    return fn(*a)
 
 
 def _paths_of(catalog_or_paths) -> list[str]:

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 
@@ -202,3 +204,26 @@ def test_on_cuda_matches_cpu():
     torch.testing.assert_close(aug.apply_geometry(field.cuda(), params, vector_field=True).cpu(),
                                aug.apply_geometry(field, params, vector_field=True), rtol=0, atol=1e-4)
     assert eval_transform(clips.cuda(), 32).device.type == "cuda"
+
+
+def test_tps_in_the_augmentation_is_one_resampling_of_the_crop():
+    # DSM's positive: ClipAugment with a TPS warp of its crop equals warp_clips on the same
+    # geometry; zero offsets leave the plain augmentation unchanged.
+    from vidssl.data.geometry import TPSParams, sample_tps, tps_grid_points, warp_clips
+
+    clips = random_clips(n=2, t=3)
+    aug = ClipAugment(crop_size=16, scale=(0.4, 0.9), **NO_COLOUR, **IDENTITY_NORM)
+    g = torch.Generator().manual_seed(0)
+    tps = sample_tps(2, (16, 16), generator=torch.Generator().manual_seed(1))
+    params = aug.sample_params(2, 40, 48, g, tps=tps)
+    assert params.tps is tps and params.geometry.tps is tps
+    out = aug.apply(clips, params)
+    expected = warp_clips(clips, params.geometry).permute(0, 4, 1, 2, 3) / 255
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
+    plain = aug.apply(clips, dataclasses.replace(params, tps=None))
+    assert (out - plain).abs().max() > 0.05
+    points = tps_grid_points(2, (16, 16))
+    still = aug.apply(clips, dataclasses.replace(params, tps=TPSParams(points, points.clone(), (16, 16))))
+    torch.testing.assert_close(still, plain, rtol=0, atol=1e-5)
+    with pytest.raises(NotImplementedError):
+        aug.apply_geometry(torch.zeros(2, 3, 40, 48, 2), params, vector_field=True)

@@ -14,7 +14,7 @@ from vidssl.data.dataset import (
     VideoDataset,
     collate,
 )
-from vidssl.data.views import RandomClips, View
+from vidssl.data.views import RandomClips, Request, Requests
 from vidssl.video.writer import write_video
 
 NUM_FRAMES = 16
@@ -61,9 +61,10 @@ class FixedViews:
     def __init__(self, first, second):
         self.first, self.second = first, second
 
-    def __call__(self, num_frames, rng):
-        return [View(np.array(self.first) % num_frames, {"pace": 1, "speed": 0.5}),
-                View(np.array(self.second) % num_frames, {"pace": 3, "speed": 2.0})]
+    def __call__(self, info, rng):
+        n = info.num_frames
+        return Requests({"clips": Request("rgb", np.stack([np.array(self.first) % n, np.array(self.second) % n]))},
+                        labels={"pace": [1, 3], "speed": [0.5, 2.0]})
 
 
 def test_item_holds_the_asked_frames_and_meta(videos):
@@ -259,3 +260,26 @@ def test_frame_cache_of_another_size_is_refused(videos, tmp_path):
     with pytest.raises(ValueError, match="frame_cache"):
         VideoDataset(make_catalog(good), RandomClips(), frame_size=(16, 20),
                      frame_cache=FrameCache(tmp_path, (32, 32)))
+
+
+def test_video_stream_names_which_stream_is_read(tmp_path):
+    """A file with two video streams: data.video_stream picks the one the items come from."""
+    import av
+
+    path = tmp_path / "two.mkv"
+    with av.open(str(path), "w") as container:
+        streams = [container.add_stream("mpeg4", rate=25) for _ in range(2)]
+        for k, stream in enumerate(streams):
+            stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for t in range(6):
+            for k, stream in enumerate(streams):
+                frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 40 + 150 * k, np.uint8), format="rgb24")
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+        for stream in streams:
+            for packet in stream.encode():
+                container.mux(packet)
+    sampler = RandomClips(num_views=1, clip_len=2, stride=1)
+    levels = [float(VideoDataset(make_catalog([str(path)]), sampler, video_stream=s)[0]["clips"].float().mean())
+              for s in (0, 1)]
+    assert abs(levels[0] - 40) < 6 and abs(levels[1] - 190) < 6

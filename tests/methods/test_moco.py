@@ -35,8 +35,8 @@ def test_moco_step_trains_query_side_only_and_fills_queue():
 
 
 def test_moco_views_are_two_clips():
-    views = _moco().view_sampler()(64, __import__("numpy").random.default_rng(0))
-    assert len(views) == 2 and all(len(v.indices) == 8 for v in views)
+    requests = _moco().view_sampler()(64, __import__("numpy").random.default_rng(0))
+    assert list(requests) == ["clips"] and requests["clips"].indices.shape == (2, 8)
 
 
 def test_moco_bf16_autocast_loss_is_finite_fp32():

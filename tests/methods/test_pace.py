@@ -16,6 +16,15 @@ from vidssl.methods.base import build_method, method_config
 from vidssl.methods.pace import PaceClips, blend_slow_frames, pace_candidates, slot_fractions
 from vidssl.models import build_backbone
 
+
+def as_views(requests):
+    """The sampler's Requests as per-view (indices, meta) pairs: the "clips" rows and their pace labels."""
+    from types import SimpleNamespace
+
+    assert list(requests) == ["clips"] and requests["clips"].stream == "rgb"
+    return [SimpleNamespace(indices=row, meta={"pace": int(p)})
+            for row, p in zip(requests["clips"].indices, requests.labels["pace"])]
+
 CONFIGS = Path(vidssl.__file__).parent / "configs"
 
 
@@ -49,7 +58,7 @@ def fake_batch(method, num_videos=4, num_frames=20, size=20, seed=0):
     clips, paces = [], []
     for _ in range(num_videos):
         video = rng.integers(0, 256, size=(num_frames, size, size, 3), dtype=np.uint8)
-        views = sampler(num_frames, rng)
+        views = as_views(sampler(num_frames, rng))
         clips.append(np.stack([video[v.indices] for v in views]))
         paces.append([v.meta["pace"] for v in views])
     return {"clips": torch.from_numpy(np.stack(clips)), "pace": torch.tensor(paces),
@@ -62,15 +71,15 @@ def test_paper_examples_through_the_view_sampler():
     # "super fast clip with p = 3 contains frames 11, 14, 17, 20 and 23" (1-based): relative
     # class 2 is p = 3.
     relative = PaceClips(pace_candidates("relative", 4), clip_len=5)
-    (view,) = relative(25, FixedRng(classes=[2], starts=[10]))
+    (view,) = as_views(relative(25, FixedRng(classes=[2], starts=[10])))
     assert view.indices.tolist() == [10, 13, 16, 19, 22]
     assert view.meta == {"pace": 2}
     # "slow clip with p = 1/2, only frames 1, 3, 5 are filled", blanks repeat the preceding frame.
     absolute = PaceClips(pace_candidates("absolute"), clip_len=5)
     assert absolute.paces[1] == Fraction(1, 2)
-    (view,) = absolute(25, FixedRng(classes=[1], starts=[0]))
+    (view,) = as_views(absolute(25, FixedRng(classes=[1], starts=[0])))
     assert view.indices.tolist() == [0, 0, 1, 1, 2]
-    (view,) = absolute(25, FixedRng(classes=[0], starts=[0]))
+    (view,) = as_views(absolute(25, FixedRng(classes=[0], starts=[0])))
     assert view.indices.tolist() == [0, 0, 0, 1, 1]  # super slow, p = 1/3
 
 
@@ -87,7 +96,7 @@ def test_random_start_keeps_clips_inside_the_video_when_they_fit():
     rng = np.random.default_rng(0)
     starts, seen = set(), set()
     for _ in range(300):
-        views = sampler(32, rng)
+        views = as_views(sampler(32, rng))
         assert len(views) == 2 and views[0].meta["pace"] != views[1].meta["pace"]
         for v in views:
             pace = v.meta["pace"] + 1
@@ -103,7 +112,7 @@ def test_clip_longer_than_the_video_loops_over_it():
     sampler = PaceClips(pace_candidates("relative", 4), clip_len=8)
     rng = np.random.default_rng(1)
     for _ in range(50):
-        (view,) = sampler(10, rng)
+        (view,) = as_views(sampler(10, rng))
         pace = view.meta["pace"] + 1
         if pace >= 2:  # span 15+ frames > 10: wraps
             assert np.array_equal(view.indices, (view.indices[0] + np.arange(8) * pace) % 10)
@@ -111,7 +120,7 @@ def test_clip_longer_than_the_video_loops_over_it():
 
 def test_interpolated_slow_clip_blends_neighbouring_frames():
     sampler = PaceClips(pace_candidates("absolute"), clip_len=6, interpolate=True)
-    (view,) = sampler(25, FixedRng(classes=[0], starts=[3]))  # p = 1/3
+    (view,) = as_views(sampler(25, FixedRng(classes=[0], starts=[3])))  # p = 1/3
     assert view.indices.tolist() == [3, 3, 3, 4, 4, 4] + [3, 4, 4, 4, 5, 5]
     np.testing.assert_allclose(slot_fractions(Fraction(1, 3), 6), [0, 1 / 3, 2 / 3, 0, 1 / 3, 2 / 3])
     video = (np.arange(25) * 9).astype(np.uint8)[:, None, None, None] * np.ones((1, 2, 2, 3), np.uint8)
@@ -119,7 +128,7 @@ def test_interpolated_slow_clip_blends_neighbouring_frames():
     weights = torch.tensor(slot_fractions(Fraction(1, 3), 6), dtype=torch.float32)[None, None]
     blended = blend_slow_frames(clips, weights)[0, 0, :, 0, 0, 0].tolist()
     assert blended == [27, 30, 33, 36, 39, 42]  # frame value 9 * (3 + j / 3): a steady slow motion
-    (fast,) = sampler(25, FixedRng(classes=[3], starts=[0]))  # p = 2: nothing to blend
+    (fast,) = as_views(sampler(25, FixedRng(classes=[3], starts=[0])))  # p = 2: nothing to blend
     assert fast.indices.tolist() == [0, 2, 4, 6, 8, 10] * 2
 
 
@@ -216,7 +225,7 @@ def test_tiny_overfit_raises_pace_accuracy():
     video = np.stack([np.roll(texture, 2 * t, axis=1)[:, :16] for t in range(40)])  # 2 px / frame
     plain = ClipAugment(crop_size=16, scale=(1.0, 1.0), hflip_p=0.0, jitter_p=0.0, gray_p=0.0)
     method = make_pace(augment=plain, contrastive="none")
-    clips = np.stack([video[PaceClips((1, 2, 3, 4), 4)(40, FixedRng([c], [0]))[0].indices] for c in range(4)])
+    clips = np.stack([video[PaceClips((1, 2, 3, 4), 4)(40, FixedRng([c], [0]))["clips"].indices[0]] for c in range(4)])
     batch = {"clips": torch.from_numpy(clips)[:, None], "pace": torch.arange(4)[:, None]}
     opt = torch.optim.Adam(method.parameters(), lr=3e-3)
     started = time.perf_counter()

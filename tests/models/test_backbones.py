@@ -293,6 +293,41 @@ def test_other_input_channels_for_motion_streams():
         model(torch.randn(2, 3, 4, 32, 32))
 
 
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("in_channels", [1, 2])
+def test_every_family_takes_other_input_channels(name, in_channels):
+    # Optical flow and motion vectors have 2 channels, motion maps 1 (CMD's M-network, MCL's maps).
+    model = build_backbone(name, width=4, in_channels=in_channels).eval()
+    rgb = build_backbone(name, width=4).eval()
+    with torch.no_grad():
+        feats = model.forward_features(clip(n=1, c=in_channels, t=4, size=32), stages=STAGES)
+        expected = rgb.forward_features(clip(n=1, c=3, t=4, size=32), stages=STAGES)
+    assert {k: v.shape for k, v in feats.items()} == {k: v.shape for k, v in expected.items()}
+    assert torch.isfinite(feats["pooled"]).all()
+    assert model.in_channels == in_channels and model.spec.in_channels == in_channels
+    # Only the first convolution differs from the RGB network.
+    first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv3d))
+    assert first.in_channels == in_channels
+    assert n_params(rgb) - n_params(model) == first.weight[0, 0].numel() * first.out_channels * (3 - in_channels)
+    with pytest.raises(ValueError, match=f"{in_channels} input channels"):
+        model(clip(n=1, c=3, t=4, size=32))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_built_backbone_carries_the_spec_that_rebuilds_it(name):
+    from vidssl.models import NetworkSpec
+
+    depth = 26 if name in ("r3d", "r2plus1d", "r2d") else None
+    model = build_backbone(name, width=4, depth=depth, in_channels=2)
+    spec = model.spec
+    assert spec == NetworkSpec(name, width=4, depth=depth, in_channels=2)
+    assert NetworkSpec.from_dict(spec.to_dict()) == spec
+    assert n_params(spec.build()) == n_params(model)
+    assert "spec" not in "".join(model.state_dict())  # an attribute, not state
+    # The architecture's default depth is recorded, so networks.json says what was built.
+    assert build_backbone("r2d", width=4).spec.depth == 10 and build_backbone("r3d", width=4).spec.depth == 18
+
+
 def test_forward_features_returns_only_requested_stages():
     model = build_backbone("c3d", width=8)
     feats = model.forward_features(clip(size=32), stages=["p4"])

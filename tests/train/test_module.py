@@ -83,3 +83,43 @@ def test_plan_is_resolved_from_the_launched_trainer():
     assert (module.lr, module.total_steps, module.steps_per_epoch) == (pytest.approx(0.05), 45, 15)
     with pytest.raises(ValueError, match="StepPlan"):
         MethodModule(Scaled(), optim=OptimConfig(), seed=0, max_bad_fraction=1.0)
+
+
+class Recording(Scaled):
+    """Scaled, noting the step and epoch each batch carries into forward."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, batch):
+        self.seen.append((batch["step"], batch["epoch"]))
+        return super().forward(batch)
+
+
+def _recording_fit(batches, total_steps, *, stop_after=None, ckpt_path=None, save_to=None):
+    optim = OptimConfig(name="sgd", lr=0.5, base_batch=2, momentum=0.0, weight_decay=0.0, schedule="constant")
+    module = MethodModule(Recording(), optim=optim, lr=0.5, total_steps=total_steps, steps_per_epoch=4, seed=0,
+                          max_bad_fraction=1.0)
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=-1, max_steps=stop_after or -1, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None),
+                ckpt_path=ckpt_path)
+    if save_to:
+        trainer.save_checkpoint(save_to)
+    return module.method.seen
+
+
+def test_batch_carries_step_and_epoch_and_a_resume_continues_them(tmp_path):
+    # 4 steps per epoch: the 6 batches are epochs 0, 0.25, ..., 1.25 into training.
+    whole = _recording_fit(_batches(6, 1.0), 6)
+    assert whole == [(0, 0.0), (1, 0.25), (2, 0.5), (3, 0.75), (4, 1.0), (5, 1.25)]
+    assert all(isinstance(s, int) and isinstance(e, float) for s, e in whole)
+    first = _recording_fit(_batches(6, 1.0), 6, stop_after=3, save_to=tmp_path / "mid.ckpt")
+    rest = _recording_fit(_batches(6, 1.0), 6, ckpt_path=str(tmp_path / "mid.ckpt"))
+    assert first + rest == whole
+
+
+def test_a_skipped_step_is_no_optimiser_step_but_its_batch_counts_toward_the_epoch():
+    batches = [*_batches(1, 1.0), {"x": torch.full((2, 4), float("inf")), "index": torch.arange(2)}, *_batches(2, 1.0)]
+    assert _recording_fit(batches, 3) == [(0, 0.0), (1, 0.25), (1, 0.5), (2, 0.75)]

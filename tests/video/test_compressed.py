@@ -317,13 +317,13 @@ def write_mpeg4(path, frames, max_b_frames=2, packed=False):
 
     import av
 
-    from vidssl.video.reader import _mpeg4_time_resolution
+    from vidssl.video.bitstream import mpeg4_time_resolution
 
     packets, vol = _mpeg4_packets(frames, max_b_frames)
     if packed:
         _, _, first, key = packets[0]
         packets[0] = (0, 0, vol + b"\x00\x00\x01\xb2DivX503b1393p" + first[len(vol):], key)
-        packets = _pack(packets, _mpeg4_time_resolution(vol))
+        packets = _pack(packets, mpeg4_time_resolution(vol))
         assert any(data.count(_VOP) > 1 for _, _, data, _ in packets)
     with av.open(str(path), "w") as container:
         stream = container.add_stream("mpeg4", rate=25)
@@ -376,21 +376,65 @@ def test_mpeg4_b_frame_vectors_match_the_same_content_without_b_frames(tmp_path,
 
 
 def test_b_frame_vectors_stay_with_their_frames_under_frame_threading(tmp_path, monkeypatch):
-    import vidssl.video.compressed as compressed
+    import vidssl.video.reader as reader_module
 
     path = write_mpeg4(tmp_path / "packed.avi", render(objects=BF_OBJECT, size=BF_SIZE, frames=BF_FRAMES), packed=True)
     with pytest.warns(MotionVectorWarning):
         serial = read_compressed(path, downsample=1)
-    open_video = compressed._open_video
+    open_video = reader_module.open_video
 
-    def frame_threaded(p):
-        opened = open_video(p)
+    def frame_threaded(p, stream=None):
+        opened = open_video(p, stream)
         opened[1].codec_context.thread_type = "FRAME"  # frames decode out of step, side data must follow
         return opened
 
-    monkeypatch.setattr(compressed, "_open_video", frame_threaded)
+    monkeypatch.setattr(reader_module, "open_video", frame_threaded)
     with pytest.warns(MotionVectorWarning):
         threaded = read_compressed(path, downsample=1, threads=2)
     assert threaded.frame_types == serial.frame_types
     np.testing.assert_array_equal(threaded.mv_valid, serial.mv_valid)
     np.testing.assert_array_equal(threaded.motion_vectors, serial.motion_vectors)
+
+
+def test_stream_parameter_picks_the_video_stream(tmp_path):
+    import av
+
+    path = tmp_path / "two.mkv"
+    with av.open(str(path), "w") as c:
+        streams = []
+        for width, height in ((32, 32), (64, 48)):
+            s = c.add_stream("mpeg4", rate=25)
+            s.width, s.height, s.pix_fmt = width, height, "yuv420p"
+            s.codec_context.gop_size = 4
+            streams.append(s)
+        for t in range(8):
+            for s in streams:
+                frame = av.VideoFrame.from_ndarray(np.full((s.height, s.width, 3), 20 * t, np.uint8), format="rgb24")
+                for packet in s.encode(frame):
+                    c.mux(packet)
+        for s in streams:
+            for packet in s.encode(None):
+                c.mux(packet)
+    for stream, size in ((None, (48, 64)), (0, (32, 32)), (1, (48, 64))):
+        for mv in (False, True):
+            video = read_compressed(path, stream=stream, motion_vectors=mv)
+            assert video.size == size and video.iframes.shape[1:3] == size and video.num_frames == 8
+    with pytest.raises(VideoReadError, match="no usable video stream 2"):
+        read_compressed(path, stream=2)
+
+
+def test_key_frame_mode_decodes_only_the_i_frames(tmp_path, monkeypatch):
+    path = write(tmp_path, "clip.avi", gop=4)
+    decoded = []
+    original = VideoReader.read_keyframes
+
+    def spy(self, indices):
+        out = original(self, indices)
+        decoded.append(self.frames_decoded)
+        return out
+
+    monkeypatch.setattr(VideoReader, "read_keyframes", spy)
+    video = read_compressed(path, motion_vectors=False)
+    assert "".join(video.frame_types) == "IPPPIPPPIPPPIP" and decoded == [4]
+    with VideoReader(path) as reader:
+        np.testing.assert_array_equal(video.iframes, reader.read(video.iframe_indices))

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
+from vidssl.video import bitstream
 from vidssl.video import reader as reader_module
 from vidssl.video.reader import VideoReader, VideoReadError, probe_video
 from vidssl.video.writer import write_video
@@ -333,7 +334,7 @@ def test_counting_catches_an_index_the_packets_got_wrong(videos, tmp_path, monke
     # Blind the packet scan to "not coded" VOPs: it now predicts 40 frames. Decoding across
     # the hole reveals the gap, and the reader re-indexes from one full decode.
     path = remux_mpeg4(videos / "mpeg4.avi", tmp_path / "nvop.avi", replace={5: nvop(5, 25)})
-    monkeypatch.setattr(reader_module, "_mpeg4_vop_coded", lambda data, resolution: True)
+    monkeypatch.setattr(bitstream, "mpeg4_vop_coded", lambda data, resolution: True)
     with VideoReader(path) as reader:
         assert reader._index.source == "packets"
         assert reader.num_frames == 40  # predicted, wrong
@@ -509,8 +510,8 @@ def test_mpeg4_vol_parser_finds_the_time_resolution(tmp_path, fps, resolution):
     write_video(path, ramp_frames(2, 32, 32), fps=fps)
     with av.open(str(path)) as c:
         extradata = c.streams.video[0].codec_context.extradata
-    assert reader_module._mpeg4_time_resolution(extradata) == resolution
-    assert reader_module._mpeg4_vop_coded(nvop(3, resolution), resolution) is False
+    assert bitstream.mpeg4_time_resolution(extradata) == resolution
+    assert bitstream.mpeg4_vop_coded(nvop(3, resolution), resolution) is False
 
 
 def test_two_video_streams_read_the_named_one_default_the_best(tmp_path, caplog):
@@ -539,3 +540,92 @@ def test_two_video_streams_read_the_named_one_default_the_best(tmp_path, caplog)
         assert abs(float(reader.read([5]).mean()) - 50) < 8
     with pytest.raises(VideoReadError, match="no usable video stream 2 .*counted from 0"):
         VideoReader(path, stream=2)
+
+
+# -- picture types, key frames, frames left out of a decode, open_video ------------------------
+
+
+def decoded_types(path) -> str:
+    kinds = {1: "I", 2: "P", 3: "B", 4: "P"}
+    with av.open(str(path)) as c:
+        return "".join(kinds[int(f.pict_type)] for f in c.decode(video=0))
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_frame_types_from_headers_match_a_full_decode(videos, name):
+    with VideoReader(videos / name) as reader:
+        types = reader.frame_types
+        assert reader.frames_decoded == 0  # headers only
+        assert types == decoded_types(videos / name) and len(types) == reader.num_frames
+        assert reader.frame_types is types  # cached
+        assert all(types[k] == "I" for k in reader.keyframes)
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_read_keyframes_decodes_only_the_key_frames_and_equals_read(videos, name):
+    with VideoReader(videos / name) as reader:
+        keys = reader.keyframes.tolist()
+        assert keys[0] == 0 and 0 < len(keys) < T // 2
+        wanted = [keys[-1], 0, keys[len(keys) // 2], keys[len(keys) // 2]]
+        got = reader.read_keyframes(wanted)
+        assert reader.frames_decoded == 3
+        assert frame_numbers(got) == wanted
+        np.testing.assert_array_equal(got, reader.read(wanted))
+        other = next(k for k, c in enumerate(reader.frame_types) if c != "I")
+        with pytest.raises(ValueError, match=rf"frame {other} is not a key frame or I-frame"):
+            reader.read_keyframes([0, other])
+        assert reader.read(np.arange(6, 10)).shape == (4, H, W, 3)  # decoding goes on normally after
+
+
+def test_read_keyframes_in_packed_and_unseekable_streams(tmp_path):
+    src = tmp_path / "b1.avi"
+    write_video(src, ramp_frames(30), gop=10, max_b_frames=1)
+    packed = remux_mpeg4(src, tmp_path / "packed.avi", pack=True,
+                         first_packet_insert=b"\x00\x00\x01\xb2DivX503b1393p")
+    raw = tmp_path / "stream.h264"
+    write_video(raw, ramp_frames(), codec="libx264", gop=8, max_b_frames=2)
+    for path in (packed, raw):
+        with VideoReader(path) as reader:
+            types = reader.frame_types
+            assert types == decoded_types(path)
+            iframes = [k for k, c in enumerate(types) if c == "I"]
+            assert frame_numbers(reader.read_keyframes(iframes)) == iframes
+
+
+@pytest.mark.parametrize("ext", ["avi", "mp4"])
+def test_non_reference_frames_before_a_clip_are_left_out_exactly(tmp_path, ext):
+    # Long GOP with B-frames: a clip late in the GOP needs its anchors decoded, not its B-frames
+    # (nothing predicts from them). Leaving them out must not change a single pixel.
+    codec = {"avi": "mpeg4", "mp4": "libx264"}[ext]
+    path = tmp_path / f"long.{ext}"
+    options = {"threads": "1", "x264-params": "b-adapt=0:b-pyramid=none:scenecut=0"} if codec == "libx264" else None
+    write_video(path, ramp_frames(), codec=codec, gop=T, max_b_frames=2, qscale=10, options=options)
+    with av.open(str(path)) as c:
+        expected = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+    with VideoReader(path) as reader:
+        assert reader.frame_types.count("B") >= T // 2
+        clip = [30, 31, 32, 33]
+        np.testing.assert_array_equal(reader.read(clip), expected[clip])
+        assert reader.frames_decoded < 34 - 10, reader.frames_decoded  # most B-frames before 30 skipped
+        strided = [3, 9, 15, 21, 27, 33, 39]
+        np.testing.assert_array_equal(reader.read(strided), expected[strided])
+        np.testing.assert_array_equal(reader.read(np.arange(T)), expected)
+        assert reader._index.source == "packets"  # no mismatch, no re-index
+
+
+def test_open_video_returns_container_stream_and_a_format_that_reopens(videos, tmp_path):
+    from vidssl.video import open_video
+
+    for name in ("mpeg4.avi", "h264_bframes.mp4", "raw.m4v"):
+        container, stream, fmt = open_video(videos / name)
+        try:
+            assert stream.type == "video" and container.format.name == fmt
+        finally:
+            container.close()
+        with av.open(str(videos / name), format=fmt) as again:
+            assert again.streams.video[0].codec_context.name == stream.codec_context.name
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    with pytest.raises(VideoReadError, match="empty"):
+        open_video(tmp_path / "empty.mp4")
+    with pytest.raises(VideoReadError, match="no usable video stream 3"):
+        open_video(videos / "mpeg4.avi", stream=3)

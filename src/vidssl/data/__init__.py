@@ -1,4 +1,4 @@
-"""Data: catalogs of videos, clip sampling, views, the shared Dataset and on-device augmentation."""
+"""Data: catalogs of videos, clip sampling, requests, the shared Dataset and on-device augmentation."""
 from __future__ import annotations
 
 from vidssl._lazy import lazy_exports
@@ -24,8 +24,10 @@ _EXPORTS = {
     "random_clip_indices": "sampling",
     "uniform_clip_indices": "sampling",
     "pace_indices": "sampling",
-    "View": "views",
-    "ViewSampler": "views",
+    "VideoInfo": "views",
+    "Request": "views",
+    "Requests": "views",
+    "Sampler": "views",
     "RandomClips": "views",
     "SingleClip": "views",
     "UniformClips": "views",
@@ -35,6 +37,9 @@ _EXPORTS = {
     "BadVideoTally": "dataset",
     "TooManyBadVideos": "dataset",
     "collate": "dataset",
+    "Signal": "signals",
+    "SignalSet": "signals",
+    "dequantize_batch": "signals",
     "ClipAugment": "augment",
     "AugmentParams": "augment",
     "eval_transform": "augment",

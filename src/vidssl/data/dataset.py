@@ -1,38 +1,47 @@
-"""The torch Dataset every method shares: decode the frames a view sampler asks for, nothing else.
+"""The torch Dataset every method shares: fetch what a method's sampler requests, nothing else.
 
-Workers only open the video, decode the union of the views' frame indices once and slice it
-into clips (NumPy uint8); augmentation happens later, batched on the device
-(``vidssl.data.augment``). Each item is reproducible: its random generator is seeded from
-``(seed, epoch, index)``, so a run, or one item of it, can be replayed exactly whatever the
-number of workers.
+Per item, the dataset tells the sampler what it knows about the video before decoding
+(:class:`vidssl.data.views.VideoInfo`: frame count, fps, frame types, cached motion
+statistics), then fetches the named requests it returns: one decode (or one frame-cache read)
+serves every ``rgb`` request and the frames on-the-fly flow needs, ``iframe`` requests use a
+keyframe-only decode where the reader has one, signals (``flow``, ``motion_map``,
+``motion_vectors``) come from the cache or are computed (:class:`vidssl.data.signals.SignalSet`)
+and are shipped in their storage dtype (uint8 flow codes, float16) for
+:func:`vidssl.data.signals.dequantize_batch` on the device. Workers only decode and slice
+(NumPy); augmentation happens later, batched on the device (``vidssl.data.augment``). Each
+item is reproducible: its random generator is seeded from ``(seed, epoch, index)``, so a run,
+or one item of it, can be replayed exactly whatever the number of workers.
 
 Bad input never kills a long job (DESIGN.md "Conventions"): a video that raises
-``VideoReadError`` is named in one warning (once per path per process), replaced by another
-video chosen deterministically from ``(seed, index)``, and listed in the item's ``"skipped"``.
-``BadVideoTally``, in the main process, adds those lists up and stops the run with
-``TooManyBadVideos`` only when the bad fraction passes a threshold.
+``VideoReadError`` (or whose cached signal does not cover its frames) is named in one warning
+(once per path per process), replaced by another video chosen deterministically from
+``(seed, index)``, and listed in the item's ``"skipped"``. ``BadVideoTally``, in the main
+process, adds those lists up and stops the run with ``TooManyBadVideos`` only when the bad
+fraction passes a threshold.
 """
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from vidssl.data.catalogs import Catalog
-from vidssl.data.views import View, ViewSampler
+from vidssl.data.views import Requests, Sampler, VideoInfo
 from vidssl.video.frame_cache import FrameCache
 from vidssl.video.reader import VideoReader, VideoReadError
 
-__all__ = ["VideoDataset", "BadVideoWarning", "TooManyBadVideos", "BadVideoTally", "collate"]
+__all__ = ["VideoDataset", "BadVideoWarning", "TooManyBadVideos", "BadVideoTally", "collate", "RESERVED"]
 
 Signal = Callable[[str, np.ndarray], np.ndarray]
 
 _WARNED: set[str] = set()  # bad paths already warned about in this process
 _MAX_REPLACEMENTS = 20
 _REPLACEMENT_STREAM = 0x5EED  # separates replacement draws from view draws of the same index
+# Item keys the dataset or the trainer sets: no request or label may take them.
+RESERVED = frozenset({"label", "index", "skipped", "encodings", "generator", "step", "epoch"})
 
 
 class BadVideoWarning(UserWarning):
@@ -44,40 +53,52 @@ class TooManyBadVideos(RuntimeError):
 
 
 class VideoDataset(Dataset):
-    """Clips of the videos of ``catalog`` as ``view_sampler`` asks for them.
+    """What ``sampler`` requests from the videos of ``catalog``.
 
     ``dataset[i]`` is a dict:
-        "clips": uint8 tensor [V, T, H, W, 3] (one row per view, all views the same length T);
-        "label": int64 scalar; "index": int64 scalar, the catalog index of the video the clips
-        come from (the replacement's when video ``i`` was bad, so label and index match the frames);
-        one int64/float32 tensor [V] per meta key of the views (e.g. "pace");
-        one tensor [V, ...] per entry of ``signals``;
+        one entry per request name: ``rgb`` / ``iframe`` uint8 [T, H, W, 3] ([V, T, ...] for
+        2-D indices), ``flow`` [T-1, H, W, 2] (uint8 codes or float16), ``motion_map`` float16
+        [T, H, W], ``motion_vectors`` float16 [T, h, w, 2] (see :mod:`vidssl.data.views`);
+        one tensor per label of the requests (e.g. "pace" [V]);
+        "encodings": ``{name: "flow-uint8" | "float16"}`` of the signals, for ``dequantize_batch``
+        (absent when there are none);
+        "label": int64 scalar; "index": int64 scalar, the catalog index of the video served
+        (the replacement's when video ``i`` was bad, so label and index match the frames);
+        one tensor [V, ...] per entry of the legacy ``signals``;
         "skipped": list of paths that failed while serving ``i``.
 
     Args:
         catalog: the videos.
-        view_sampler: ``(num_frames, rng) -> list[View]``.
+        sampler: ``(VideoInfo, rng) -> Requests`` (:mod:`vidssl.data.views`).
         frame_size: ``(H, W)`` every frame is resized to when decoded; ``None`` keeps the
             native size (then all videos of a batch must share it).
         seed: base seed of the per-item generators.
         max_bad_fraction: the threshold a ``BadVideoTally`` for this dataset should use
             (``make_tally()``).
-        signals: extra per-view arrays, ``name -> fn(video_path, view_indices) -> array``
-            (motion vectors, motion maps, ...). Each call's result is stacked over views into
+        signals: legacy per-clip arrays, ``name -> fn(video_path, clip_indices) -> array``
+            (``data.signals``), called for each row of the ``"clips"`` request and stacked into
             ``item[name]`` [V, ...]. A signal function that raises ``VideoReadError``, or
             ``IndexError`` (its frame count disagrees with the video's, e.g. a stale cache),
             makes the video count as bad, like a decoding failure.
-        frame_cache: decode each video once into this ``FrameCache`` and slice clips out of
-            it afterwards (its frame size must be ``frame_size``); ``None`` decodes every clip.
+        frame_cache: decode each video once into this ``FrameCache`` and slice frames out of
+            it afterwards (its frame size must be ``frame_size``); ``None`` decodes every item.
+        signal_set: where requested signals come from (a ``vidssl.data.signals.SignalSet`` at
+            ``frame_size``); default: the ``declared`` signals, from ``cache_dir`` / ``root`` when given.
+        declared: the method's ``Signal`` declarations (``Method.signals()``), checked against
+            the cache here, before any worker starts.
+        cache_dir, root: the signal cache ``vidssl extract`` wrote and the dataset root it is keyed by.
+        video_stream: which video stream of each file to read (None: the best one).
     """
 
-    def __init__(self, catalog: Catalog, view_sampler: ViewSampler, *,
+    def __init__(self, catalog: Catalog, sampler: Sampler, *,
                  frame_size: tuple[int, int] | None = None, seed: int = 0, max_bad_fraction: float = 0.05,
-                 signals: Mapping[str, Signal] | None = None, frame_cache: FrameCache | None = None):
+                 signals: Mapping[str, Signal] | None = None, frame_cache: FrameCache | None = None,
+                 signal_set=None, declared: Iterable = (), cache_dir=None, root=None,
+                 video_stream: int | None = None):
         if len(catalog) == 0:
             raise ValueError(f"catalog {catalog.name!r} is empty")
-        if not callable(view_sampler):
-            raise TypeError(f"view_sampler must be callable (num_frames, rng) -> list[View], got {view_sampler!r}")
+        if not callable(sampler):
+            raise TypeError(f"sampler must be callable (VideoInfo, rng) -> Requests, got {sampler!r}")
         if frame_size is not None:
             frame_size = (int(frame_size[0]), int(frame_size[1]))
             if min(frame_size) <= 0:
@@ -89,18 +110,32 @@ class VideoDataset(Dataset):
         if frame_cache is not None and frame_cache.frame_size != frame_size:
             raise ValueError(f"frame_cache holds frames of size {frame_cache.frame_size}, the dataset decodes "
                              f"{frame_size}")
+        cached_stream = getattr(frame_cache, "stream", None)
+        if frame_cache is not None and video_stream is not None and cached_stream != video_stream:
+            raise ValueError(f"frame_cache holds frames of stream {getattr(frame_cache, 'stream', None)}, the dataset "
+                             f"reads video stream {video_stream}")
         signals = dict(signals or {})
-        reserved = {"clips", "label", "index", "skipped"}
         for name, fn in signals.items():
-            if name in reserved or not callable(fn):
-                raise ValueError(f"signal {name!r}: needs a callable and a name other than {sorted(reserved)}")
+            if name in RESERVED | {"clips"} or not callable(fn):
+                raise ValueError(f"signal {name!r}: needs a callable and a name other than "
+                                 f"{sorted(RESERVED | {'clips'})}")
+        if signal_set is None:
+            from vidssl.data.signals import SignalSet
+
+            signal_set = SignalSet(declared, cache_dir=cache_dir, root=root, frame_size=frame_size,
+                                   video_stream=video_stream)
+        elif tuple(signal_set.settings["frame_size"] or ()) != tuple(frame_size or ()):
+            raise ValueError(f"signal_set computes signals at {signal_set.settings['frame_size']}, the dataset "
+                             f"decodes {frame_size}")
         self.catalog = catalog
-        self.view_sampler = view_sampler
+        self.sampler = sampler
         self.frame_size = frame_size
         self.seed = int(seed)
         self.max_bad_fraction = float(max_bad_fraction)
         self.signals = signals
+        self.signal_set = signal_set
         self.frame_cache = frame_cache
+        self.video_stream = video_stream
         # Shared memory, so set_epoch reaches persistent DataLoader workers too (they hold a
         # copy of the dataset made when they started).
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
@@ -154,45 +189,124 @@ class VideoDataset(Dataset):
         return item
 
     def _load(self, path: str, rng: np.random.Generator) -> dict:
-        if self.frame_cache is not None:
-            video = self.frame_cache.frames(path)
-            views, wanted, where = self._plan_views(path, len(video), rng)
-            frames = np.asarray(video[wanted])
-        else:
-            with VideoReader(path, size=self.frame_size) as reader:
-                views, wanted, where = self._plan_views(path, reader.num_frames, rng)
-                frames = reader.read(wanted)
-        clips = frames[where].reshape(len(views), len(views[0].indices), *frames.shape[1:])
-        item: dict = {"clips": torch.from_numpy(np.ascontiguousarray(clips))}
-        for key in views[0].meta:
-            item[key] = torch.tensor([v.meta[key] for v in views])
+        holder: dict = {"reader": None}
+        try:
+            if self.frame_cache is not None:
+                video = self.frame_cache.frames(path)
+                num_frames, size = len(video), tuple(video.shape[1:3])
+            else:
+                video = None
+                holder["reader"] = VideoReader(path, size=self.frame_size, **self._stream_arg())
+                num_frames, size = holder["reader"].num_frames, holder["reader"].size
+            if num_frames < 1:
+                raise VideoReadError(path, "no frames")
+            info = VideoInfo(path, num_frames, size=size, fps=lambda: self._probe(path, holder).fps,
+                             frame_types=lambda: self._frame_types(path, holder),
+                             motion=lambda: self.signal_set.motion_stats(path))
+            requests = self.sampler(info, rng)
+            _check_requests(requests, path, num_frames)
+            return self._fetch(path, requests, num_frames, holder["reader"] if video is None else None, video)
+        finally:
+            if holder["reader"] is not None:
+                holder["reader"].close()
+
+    def _fetch(self, path: str, requests: Requests, num_frames: int, reader, video) -> dict:
+        """One decode for every RGB request and the frames on-the-fly signals need, then slicing."""
+        sources = {name: self.signal_set.for_request(req) for name, req in requests.items()
+                   if req.stream not in ("rgb", "iframe")}
+        low, high = 0, -1
+        if any(req.stream == "iframe" for req in requests.values()):
+            rgb = [req.indices for req in requests.values() if req.stream == "rgb"]
+            if rgb:
+                low, high = min(int(i.min()) for i in rgb), max(int(i.max()) for i in rgb)
+
+        def keyframe_decode(req) -> bool:
+            # An I-frame inside the span the RGB decode covers anyway costs nothing there; one
+            # outside it is read by a keyframe-only decode where the reader has one.
+            return (reader is not None and hasattr(reader, "read_keyframes")
+                    and not (low <= int(req.indices.min()) and int(req.indices.max()) <= high))
+
+        decoded = [name for name, req in requests.items()
+                   if req.stream == "rgb" or (req.stream == "iframe" and not keyframe_decode(req))]
+        wanted = [requests[name].indices.reshape(-1) for name in decoded]
+        for name, source in sources.items():
+            try:
+                wanted.append(source.frames_needed(path, requests[name].indices, num_frames, requests[name].stream))
+            except IndexError as err:
+                raise _signal_mismatch(path, name, err) from err
+        union = np.unique(np.concatenate(wanted)) if wanted else np.zeros(0, np.int64)
+        frames = None
+        if len(union):
+            frames = np.asarray(video[union]) if video is not None else reader.read(union)
+
+        def take(indices) -> np.ndarray:  # frames of the decode, for a signal computed on the fly
+            indices = np.asarray(indices, dtype=np.int64)
+            pos = np.minimum(np.searchsorted(union, indices), max(len(union) - 1, 0))
+            if frames is None or not np.array_equal(union[pos], indices):
+                raise RuntimeError(f"{path}: frames {indices.tolist()} were not decoded (a signal source "
+                                   f"asked for frames it did not plan)")
+            return frames[pos]
+
+        item: dict = {}
+        encodings: dict[str, str] = {}
+        for name, req in requests.items():
+            if name in decoded:
+                out = frames[np.searchsorted(union, req.indices)]  # in the union by construction
+            elif req.stream == "iframe":
+                keys, where = np.unique(req.indices, return_inverse=True)
+                out = reader.read_keyframes(keys)[where.reshape(req.indices.shape)]
+            else:
+                try:
+                    out, encodings[name] = sources[name].fetch(
+                        path, req.indices, stream=req.stream, read=take, num_frames=num_frames,
+                        accumulated=bool(req.options.get("accumulated", False)))
+                except IndexError as err:
+                    raise _signal_mismatch(path, name, err) from err
+            item[name] = torch.from_numpy(np.ascontiguousarray(out))
+        for key, value in requests.labels.items():
+            value = np.asarray(value)
+            item[key] = torch.from_numpy(np.ascontiguousarray(value.astype(np.float32) if value.dtype == np.float64
+                                                              else value))
+        if encodings:
+            item["encodings"] = encodings
+        if self.signals:
+            self._legacy_signals(path, requests, item)
+        return item
+
+    def _legacy_signals(self, path: str, requests: Requests, item: dict) -> None:
+        if "clips" not in requests:
+            raise ValueError(f"{path}: data.signals are computed for the frames of the 'clips' request, and "
+                             f"the sampler returned {sorted(requests)}")
+        rows = np.atleast_2d(requests["clips"].indices)
         for name, fn in self.signals.items():
             try:
-                arrays = [np.asarray(fn(path, v.indices)) for v in views]
+                arrays = [np.asarray(fn(path, row)) for row in rows]
             except IndexError as err:
-                # The signal (e.g. a cache extracted from another decode of the file) has fewer
-                # frames than the video the clips were drawn from: a bad item, not a crash.
-                raise VideoReadError(path, f"signal {name!r} does not cover the clip's frames "
-                                           f"(frame count differs from the video's): {err}") from err
+                raise _signal_mismatch(path, name, err) from err
             try:
                 item[name] = torch.from_numpy(np.ascontiguousarray(np.stack(arrays)))
             except ValueError as err:
                 raise ValueError(f"signal {name!r} returned arrays of different shapes for {path}: "
                                  f"{[a.shape for a in arrays]}") from err
-        return item
 
-    def _plan_views(self, path: str, num_frames: int, rng: np.random.Generator):
-        """The views of one video, and the union of their frames (sorted) with each view frame's
-        position in it: one decode (or one cache read) serves every view."""
-        if num_frames < 1:
-            raise VideoReadError(path, "no frames")
-        views = self.view_sampler(num_frames, rng)
-        _check_views(views, path)
-        wanted, where = np.unique(np.concatenate([v.indices for v in views]), return_inverse=True)
-        if wanted[0] < 0 or wanted[-1] >= num_frames:
-            raise ValueError(f"{path}: the view sampler asked for frames outside 0..{num_frames - 1}: "
-                             f"{wanted[(wanted < 0) | (wanted >= num_frames)].tolist()}")
-        return views, wanted, where
+    def _stream_arg(self) -> dict:
+        return {"stream": self.video_stream} if self.video_stream is not None else {}
+
+    def _probe(self, path: str, holder: dict):
+        """The open reader; with a frame cache, one opened (packet scan, no decode) on first need."""
+        if holder["reader"] is None:
+            holder["reader"] = VideoReader(path, size=self.frame_size, **self._stream_arg())
+        return holder["reader"]
+
+    def _frame_types(self, path: str, holder: dict) -> str:
+        """Picture types from the packet index (``VideoReader.frame_types``), else from a
+        keyframe-only scan of the compressed stream."""
+        types = getattr(self._probe(path, holder), "frame_types", None)
+        if types is None:
+            from vidssl.video.compressed import read_compressed
+
+            types = read_compressed(path, motion_vectors=False, iframes=False, **self._stream_arg()).frame_types
+        return "".join(types)
 
     def _mark_bad(self, path: str, err: Exception) -> None:
         self._bad.add(path)
@@ -248,7 +362,8 @@ class BadVideoTally:
 
 
 def collate(items: Sequence[dict]) -> dict:
-    """Stack the items of a batch: tensors along a new first dim, "skipped" lists concatenated."""
+    """Stack the items of a batch per name: tensors along a new first dim, "skipped" lists
+    concatenated, "encodings" (the same for every item) kept once."""
     if not items:
         raise ValueError("collate needs at least one item")
     keys = list(items[0])
@@ -260,6 +375,11 @@ def collate(items: Sequence[dict]) -> dict:
         values = [item[key] for item in items]
         if key == "skipped":
             batch[key] = [path for v in values for path in v]
+        elif key == "encodings":
+            if any(v != values[0] for v in values[1:]):
+                raise ValueError(f"batch items disagree on signal encodings: {values[0]} vs "
+                                 f"{next(v for v in values if v != values[0])}")
+            batch[key] = dict(values[0])
         elif isinstance(values[0], torch.Tensor):
             try:
                 batch[key] = torch.stack(values)
@@ -272,13 +392,27 @@ def collate(items: Sequence[dict]) -> dict:
     return batch
 
 
-def _check_views(views: list[View], path: str) -> None:
-    if not views:
-        raise ValueError(f"{path}: the view sampler returned no views")
-    length, keys = len(views[0].indices), set(views[0].meta)
-    for v in views[1:]:
-        if len(v.indices) != length:
-            raise ValueError(f"{path}: views differ in length ({length} vs {len(v.indices)}); "
-                             f"all views of an item must have the same number of frames")
-        if set(v.meta) != keys:
-            raise ValueError(f"{path}: views differ in meta keys ({sorted(keys)} vs {sorted(v.meta)})")
+def _signal_mismatch(path: str, name: str, err: Exception) -> VideoReadError:
+    # The signal (e.g. a cache extracted from another decode of the file) has fewer frames than
+    # the video the clips were drawn from: a bad item, not a crash.
+    return VideoReadError(path, f"signal {name!r} does not cover the requested frames "
+                                f"(frame count differs from the video's): {err}")
+
+
+def _check_requests(requests, path: str, num_frames: int) -> None:
+    if not isinstance(requests, Requests):
+        raise TypeError(f"{path}: the sampler must return Requests (vidssl.data.views), got "
+                        f"{type(requests).__name__}")
+    if not requests:
+        raise ValueError(f"{path}: the sampler requested nothing")
+    for name in list(requests) + list(requests.labels):
+        if name in RESERVED:
+            raise ValueError(f"{path}: request or label name {name!r} is reserved ({sorted(RESERVED)})")
+    clash = set(requests) & set(requests.labels)
+    if clash:
+        raise ValueError(f"{path}: {sorted(clash)} named both a request and a label")
+    for name, req in requests.items():
+        idx = req.indices
+        if idx.min() < 0 or idx.max() >= num_frames:
+            raise ValueError(f"{path}: request {name!r} asks for frames outside 0..{num_frames - 1}: "
+                             f"{np.unique(idx[(idx < 0) | (idx >= num_frames)]).tolist()}")

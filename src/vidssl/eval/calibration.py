@@ -27,16 +27,12 @@ Features of 2400 videos take about 45 s of CPU for the scene and 100 s for the f
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 from collections import defaultdict
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from typing import Mapping, Callable, Sequence
 
 import cv2
 import numpy as np
-from tqdm.auto import tqdm
 
 __all__ = ["CALIBRATION_ROWS", "scene_descriptor", "motion_descriptor", "scene_only_features",
            "motion_only_features", "standardise", "calibration_rows"]
@@ -280,34 +276,20 @@ def _motion_job(job: tuple[str, int | None, str]) -> np.ndarray:
     return motion_descriptor(optical_flow(frames, method=method))
 
 
-def _init_worker() -> None:
-    cv2.setNumThreads(1)  # one process per core already
-
-
 def _map_videos(fn: Callable, jobs: list, workers: int, progress: bool, desc: str) -> np.ndarray:
-    bar = tqdm(total=len(jobs), desc=desc, unit="video", disable=not progress)
-    try:
-        if workers <= 1 or len(jobs) < 2 * workers:
-            out = []
-            for job in jobs:
-                out.append(fn(job))
-                bar.update()
-        else:
-            # spawn (the caller may hold torch/OpenCV threads); an executor fails on a dead worker
-            # where multiprocessing.Pool would respawn it forever.
-            context = multiprocessing.get_context("spawn")
-            out = []
-            with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
-                for row in pool.map(fn, jobs, chunksize=8):
-                    out.append(row)
-                    bar.update()
-    except BrokenProcessPool as err:
-        raise RuntimeError(f"{desc}: a feature worker process died ({err}). Scripts that use workers > 1 "
-                           f"must run under `if __name__ == '__main__':`") from err
-    finally:
-        bar.close()
-    if not out:
+    """``fn(job)`` for every job, in job order, stacked; in processes of
+    :func:`vidssl.parallel.map_videos` when ``workers > 1`` (any failure raises, naming the video)."""
+    from ..parallel import map_videos
+
+    if not jobs:
         raise ValueError(f"{desc}: no videos given")
+    position = {id(job): i for i, job in enumerate(jobs)}
+    out: list = [None] * len(jobs)
+    serial = workers <= 1 or len(jobs) < 2 * workers
+    for job, error, row in map_videos(fn, jobs, 0 if serial else workers, desc=desc, progress=progress):
+        if error is not None:
+            raise RuntimeError(f"{desc}: {job[0]}: {error}")
+        out[position[id(job)]] = row  # the very job objects come back, in completion order
     return np.stack(out).astype(np.float32)
 
 

@@ -48,6 +48,7 @@ class MoCo(Method):
         self.queue = FeatureQueue(cfg.queue_size, cfg.proj_dim)
 
     def view_sampler(self):
+        # Requests "clips": rgb [2, clip_len], two independent random clips of the video (query, key).
         return RandomClips(num_views=2, clip_len=self.cfg.clip_len, stride=self.cfg.stride)
 
     def forward(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 from vidssl.config import ConfigError
 from vidssl.data.sampling import loop_indices, pace_indices
-from vidssl.data.views import View
+from vidssl.data.views import Request, Requests, VideoInfo, as_info
 from vidssl.losses import pace_cls_loss, pace_same_context_loss, pace_same_pace_loss
 from vidssl.methods.base import Method, register
 from vidssl.models.heads import LinearHead, MLPHead
@@ -64,11 +64,12 @@ def pace_candidates(pace_set: str, max_pace: int = 4) -> tuple[Fraction, ...]:
 
 @dataclass(frozen=True)
 class PaceClips:
-    """View sampler: ``num_views`` clips of one video at distinct random paces (§3.1, Fig. 2).
+    """Sampler: ``num_views`` clips of one video at distinct random paces (§3.1, Fig. 2).
 
-    Each view's meta is ``{"pace": class index}``. With ``interpolate`` a view holds 2 * clip_len
-    indices: the clip's frames (the repeat-filled clip) followed by each slot's next frame, which
-    :func:`blend_slow_frames` mixes in by the slot's fractional position.
+    Requests ``"clips"``: rgb [num_views, T] and labels ``{"pace": class index per view}``. With
+    ``interpolate`` a view holds 2 * clip_len indices: the clip's frames (the repeat-filled clip)
+    followed by each slot's next frame, which :func:`blend_slow_frames` mixes in by the slot's
+    fractional position.
     """
 
     paces: tuple[Fraction, ...]
@@ -83,11 +84,13 @@ class PaceClips:
         if self.clip_len < 1:
             raise ValueError(f"PaceClips: clip_len must be >= 1, got {self.clip_len}")
 
-    def __call__(self, num_frames: int, rng: np.random.Generator) -> list[View]:
+    def __call__(self, info: VideoInfo | int, rng: np.random.Generator) -> Requests:
+        num_frames = as_info(info).num_frames
         classes = rng.choice(len(self.paces), size=self.num_views, replace=False)
-        return [self._view(num_frames, int(c), rng) for c in classes]
+        rows = [self._view(num_frames, int(c), rng) for c in classes]
+        return Requests({"clips": Request("rgb", np.stack(rows))}, labels={"pace": classes.astype(np.int64)})
 
-    def _view(self, num_frames: int, pace_class: int, rng: np.random.Generator) -> View:
+    def _view(self, num_frames: int, pace_class: int, rng: np.random.Generator) -> np.ndarray:
         pace = self.paces[pace_class]
         blends = self.interpolate and pace.denominator > 1
         span = int((self.clip_len - 1) * pace) + 1 + int(blends)
@@ -98,7 +101,7 @@ class PaceClips:
             # A slot on a whole frame (weight 0) names its own frame again: nothing extra to decode.
             following = np.where(slot_fractions(pace, self.clip_len) > 0, indices + 1, indices)
             indices = np.concatenate([indices, loop_indices(following, num_frames)])
-        return View(indices, {"pace": pace_class})
+        return indices
 
 
 def slot_fractions(pace: Fraction, clip_len: int) -> np.ndarray:

@@ -35,6 +35,7 @@ class Supervised(Method):
         self.classifier = LinearHead(backbone.out_dim, num_classes, dropout=cfg.dropout)
 
     def view_sampler(self):
+        # Requests "clips": rgb [1, clip_len] at stride; the labels are the catalog's.
         return RandomClips(num_views=1, clip_len=self.cfg.clip_len, stride=self.cfg.stride)
 
     def forward(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:

@@ -8,6 +8,7 @@ _EXPORTS = {
     "Backbone": "backbones",
     "BACKBONES": "backbones",
     "STAGES": "backbones",
+    "NetworkSpec": "backbones",
     "build_backbone": "backbones",
     "MLPHead": "heads",
     "LinearHead": "heads",

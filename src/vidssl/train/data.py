@@ -1,4 +1,4 @@
-"""The Lightning data module: a method's views, decoded in workers, resumable by global step."""
+"""The Lightning data module: a method's requests, fetched in workers, resumable by global step."""
 from __future__ import annotations
 
 from typing import Any
@@ -13,18 +13,22 @@ __all__ = ["VideoDataModule"]
 
 
 class VideoDataModule(L.LightningDataModule):
-    def __init__(self, catalog, view_sampler, *, batch_size: int, num_workers: int, frame_size,
+    def __init__(self, catalog, sampler, *, batch_size: int, num_workers: int, frame_size,
                  seed: int, samples_per_epoch: int | None, max_bad_fraction: float,
-                 signals: dict[str, Any] | None = None, frame_cache=None):
+                 signals: dict[str, Any] | None = None, frame_cache=None, declared=(), cache_dir=None,
+                 root=None, video_stream: int | None = None):
         super().__init__()
         self.catalog = catalog
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.seed = seed
         self.samples_per_epoch = samples_per_epoch
-        self.dataset = VideoDataset(catalog, view_sampler, frame_size=tuple(frame_size) if frame_size else None,
+        # declared: the method's Signal declarations, matched against the cache here, so a
+        # mismatch fails before training starts.
+        self.dataset = VideoDataset(catalog, sampler, frame_size=tuple(frame_size) if frame_size else None,
                                     seed=seed, max_bad_fraction=max_bad_fraction, signals=signals,
-                                    frame_cache=frame_cache)
+                                    frame_cache=frame_cache, declared=declared, cache_dir=cache_dir, root=root,
+                                    video_stream=video_stream)
 
     def sampler(self, start_step: int, rank: int = 0, world_size: int = 1) -> ResumableSampler:
         return ResumableSampler(len(self.dataset), self.batch_size, seed=self.seed, rank=rank,

@@ -1,15 +1,31 @@
-"""Backbone weights in and out: ``backbone.safetensors`` with plain state-dict names."""
+"""Network weights in and out of a run directory.
+
+``backbone.safetensors`` is the network a user evaluates (plain state-dict names). A method with
+more networks (cmd's I- and M-networks) has each one beside it as ``NAME.safetensors``, and
+``networks.json`` says how to rebuild every one of them::
+
+    {"backbone": {"file": "backbone.safetensors", "backbone": "r3d", "width": 64, "depth": 26, "in_channels": 3},
+     "motion":   {"file": "motion.safetensors",   "backbone": "r3d", "width": 64, "depth": 10, "in_channels": 2}}
+
+``backbone_from_run(run_dir, network=NAME)`` rebuilds and loads any of them. A run directory
+written before ``networks.json`` existed holds the backbone only, rebuilt from ``config.yaml``.
+"""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any, Mapping
 
 from safetensors.torch import load_file, save_file
-
-from vidssl.io import atomic_path
 from torch import nn
 
-__all__ = ["save_backbone", "load_backbone", "backbone_from_run"]
+from vidssl.io import atomic_path, write_json_atomic
+
+__all__ = ["NETWORKS_FILE", "save_backbone", "load_backbone", "save_networks", "run_network_specs",
+           "backbone_from_run"]
+
+NETWORKS_FILE = "networks.json"
 
 
 def save_backbone(backbone: nn.Module, path: str | os.PathLike) -> Path:
@@ -29,13 +45,58 @@ def load_backbone(backbone: nn.Module, path: str | os.PathLike, strict: bool = T
     return backbone
 
 
-def backbone_from_run(run_dir: str | os.PathLike) -> nn.Module:
-    """Rebuild a run's backbone from its ``config.yaml`` and load ``backbone.safetensors``."""
-    from vidssl.config import load_config
-    from vidssl.models import build_backbone
+def save_networks(networks: Any, run_dir: str | os.PathLike) -> dict[str, Path]:
+    """Export every network of a method (or a ``{name: module}`` mapping with a ``backbone``):
+    ``NAME.safetensors`` each, then ``networks.json``. Returns name -> weights file.
+
+    A network built by ``build_backbone`` carries its ``spec``; one assembled by hand is exported
+    without one (its weights are there, ``backbone_from_run`` cannot rebuild it).
+    """
+    named: Mapping[str, nn.Module] = networks.named_networks() if hasattr(networks, "named_networks") else networks
+    if "backbone" not in named:
+        raise ValueError(f"save_networks: no 'backbone' among the networks {sorted(named)}")
+    run_dir = Path(run_dir)
+    files, index = {}, {}
+    for name, module in named.items():
+        files[name] = save_backbone(module, run_dir / f"{name}.safetensors")
+        spec = getattr(module, "spec", None)
+        index[name] = {"file": files[name].name, **(spec.to_dict() if spec is not None else {})}
+    write_json_atomic(run_dir / NETWORKS_FILE, index)
+    return files
+
+
+def run_network_specs(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """Name -> ``NetworkSpec`` (None where not recorded) of every network a run directory holds."""
+    from vidssl.models.backbones import NetworkSpec
 
     run_dir = Path(run_dir)
-    cfg = load_config([run_dir / "config.yaml"])
-    backbone = build_backbone(cfg.model.backbone, width=cfg.model.width, depth=cfg.model.depth)
-    return load_backbone(backbone, run_dir / "backbone.safetensors")
+    index_path = run_dir / NETWORKS_FILE
+    if not index_path.is_file():  # a run from before networks.json: its backbone, as config.yaml says
+        from vidssl.config import load_config
+        from vidssl.methods.base import backbone_spec
 
+        return {"backbone": backbone_spec(load_config([run_dir / "config.yaml"]).model)}
+    try:
+        index = json.loads(index_path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{index_path}: cannot read: {err}") from None
+    return {name: NetworkSpec.from_dict(entry, where=f"{index_path} {name}") if "backbone" in entry else None
+            for name, entry in index.items()}
+
+
+def backbone_from_run(run_dir: str | os.PathLike, network: str = "backbone") -> nn.Module:
+    """Rebuild network ``network`` of a run (default: its backbone) and load its weights.
+
+    Raises:
+        KeyError: the run has no network of that name (the message lists those it has).
+        FileNotFoundError: the run directory lacks its config or weights.
+    """
+    run_dir = Path(run_dir)
+    specs = run_network_specs(run_dir)
+    if network not in specs:
+        raise KeyError(f"{run_dir}: no network {network!r}; this run has: {', '.join(specs)}")
+    spec = specs[network]
+    if spec is None:
+        raise ValueError(f"{run_dir / NETWORKS_FILE}: network {network!r} was exported without a spec "
+                         f"(a hand-assembled module); build it yourself and load_backbone() its weights")
+    return load_backbone(spec.build(), run_dir / f"{network}.safetensors")

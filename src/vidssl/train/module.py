@@ -100,8 +100,12 @@ class MethodModule(L.LightningModule):
             self.world_size = int(self.trainer.world_size)
             self.lr, self.total_steps, self.steps_per_epoch = self.plan.resolve(self.world_size)
 
+    def epoch_position(self) -> float:
+        """Epochs of data consumed: batches seen (skipped ones included) / steps per epoch."""
+        return int(self.batches_seen) / self.steps_per_epoch
+
     def current_epoch_from_step(self) -> float:
-        return round(int(self.batches_seen) / self.steps_per_epoch, 4)
+        return round(self.epoch_position(), 4)
 
     def configure_optimizers(self):
         cfg = self.optim_cfg
@@ -135,6 +139,12 @@ class MethodModule(L.LightningModule):
                                    warmup_epochs=cfg.warmup_epochs, step_epochs=list(cfg.step_epochs),
                                    gamma=cfg.gamma)
 
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        # Signals travel in their storage dtype (uint8 flow codes, float16); float32 here, on the device.
+        from vidssl.data.signals import dequantize_batch
+
+        return dequantize_batch(batch) if isinstance(batch, dict) else batch
+
     def training_step(self, batch: dict[str, Any], batch_idx: int):
         opt = self.optimizers()
         now = time.perf_counter()
@@ -146,6 +156,10 @@ class MethodModule(L.LightningModule):
             group["lr"] = lr
         self.tally.update(batch.get("skipped", []), len(batch["index"]))
         batch["generator"] = step_generator(self.seed, int(self.batches_seen), self.global_rank)
+        # Where training is, for the method (a loss weight over epochs): optimiser steps taken so far
+        # and epochs of data consumed before this batch; both come back with a checkpoint.
+        batch["step"] = int(self.global_step)
+        batch["epoch"] = self.epoch_position()
 
         out = self.method(batch)
         opt.zero_grad(set_to_none=True)

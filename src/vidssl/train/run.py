@@ -1,7 +1,8 @@
 """``vidssl pretrain``: build everything a config names, train it, leave a complete run directory.
 
 Run directory (DESIGN.md): ``config.yaml`` (fully resolved), ``checkpoints/last.ckpt``,
-``backbone.safetensors``, ``metrics.jsonl``, TensorBoard events under ``tb/``, and
+``backbone.safetensors`` (plus ``NAME.safetensors`` for each extra network a method has, and
+``networks.json`` describing every one), ``metrics.jsonl``, TensorBoard events under ``tb/``, and
 ``pretrain_summary.json`` (steps, wall time, skipped steps, bad videos).
 """
 from __future__ import annotations
@@ -20,11 +21,10 @@ from vidssl.config import ConfigError, to_yaml
 from vidssl.data.augment import ClipAugment
 from vidssl.data.from_config import SPLIT_FILE, catalog_from_config, frame_cache_from_config
 from vidssl.io import write_json_atomic, write_text_atomic
-from vidssl.methods.base import build_method, method_config
-from vidssl.models import build_backbone
+from vidssl.methods.base import backbone_spec, build_method, method_config, network_specs
 from vidssl.train.callbacks import AtomicCheckpointIO, JsonlMetrics
 from vidssl.train.data import VideoDataModule
-from vidssl.train.export import save_backbone
+from vidssl.train.export import save_networks
 from vidssl.train.module import MethodModule, StepPlan
 
 # catalog_from_config and frame_cache_from_config live in vidssl.data.from_config; still importable
@@ -99,16 +99,21 @@ def pretrain(cfg, *, resume: bool = False, callbacks: list[L.Callback] | None = 
     if not method_name:
         raise ConfigError("method.name: missing (e.g. moco, supervised, pace)")
     mcfg = method_config(method_name, cfg.method)
+    try:
+        main_spec = backbone_spec(cfg.model).validate()
+    except ValueError as err:
+        raise ConfigError(f"model: {err}") from None
+    extra_specs = network_specs(method_name, cfg.model)  # model.networks checked against the method's
     # A folder / csv dataset's data.test_fraction split is recorded here, for the run's evaluation.
     catalog = catalog_from_config(cfg.data, "train", split_file=run_dir / SPLIT_FILE)
-    backbone = build_backbone(cfg.model.backbone, width=cfg.model.width, depth=cfg.model.depth)
+    backbone = main_spec.build()
     augment = ClipAugment(crop_size=cfg.augment.crop_size, scale=tuple(cfg.augment.scale),
                           ratio=tuple(cfg.augment.ratio), hflip_p=cfg.augment.hflip_p,
                           jitter=tuple(cfg.augment.jitter), jitter_p=cfg.augment.jitter_p,
                           gray_p=cfg.augment.gray_p, blur_p=cfg.augment.blur_p,
                           per_frame_jitter=cfg.augment.per_frame_jitter)
     method = build_method(method_name, backbone, mcfg, len(catalog.classes), augment,
-                          channels_last=tr.channels_last)
+                          channels_last=tr.channels_last, model=cfg.model)
     if tr.channels_last:
         method = method.to(memory_format=torch.channels_last_3d)
 
@@ -119,14 +124,16 @@ def pretrain(cfg, *, resume: bool = False, callbacks: list[L.Callback] | None = 
                     max_steps=tr.max_steps)
     module = MethodModule(method, optim=cfg.optim, plan=plan, seed=tr.seed,
                           max_bad_fraction=cfg.data.max_bad_fraction, max_time_seconds=tr.max_time_seconds)
+    # The method's requests name the signals it reads (Method.signals()); the cache is used where it matches.
     data = VideoDataModule(catalog, method.view_sampler(), batch_size=tr.batch_size,
                            num_workers=cfg.data.num_workers, frame_size=cfg.data.frame_size, seed=tr.seed,
                            samples_per_epoch=cfg.data.samples_per_epoch,
                            max_bad_fraction=cfg.data.max_bad_fraction, signals=_signals(cfg),
-                           frame_cache=frame_cache_from_config(cfg.data))
+                           frame_cache=frame_cache_from_config(cfg.data), declared=method.signals(),
+                           cache_dir=cfg.data.cache_dir, root=cfg.data.root, video_stream=cfg.data.video_stream)
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_dir / "config.yaml", to_yaml(cfg))
+    write_text_atomic(run_dir / "config.yaml", to_yaml(_with_networks(cfg, extra_specs)))
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="step{step:07d}", save_last=True, save_top_k=0,
                                  every_n_train_steps=max(1, tr.checkpoint_every_n_steps), auto_insert_metric_name=False)
     callbacks = [checkpoint, JsonlMetrics(run_dir / "metrics.jsonl", tr.log_every_n_steps), *(callbacks or [])]
@@ -150,7 +157,7 @@ def pretrain(cfg, *, resume: bool = False, callbacks: list[L.Callback] | None = 
     world = module.world_size or trainer.num_devices * trainer.num_nodes
     lr, total_steps, spe = plan.resolve(world)
     if trainer.is_global_zero:
-        save_backbone(method.backbone, run_dir / "backbone.safetensors")
+        save_networks(method, run_dir)  # backbone.safetensors, NAME.safetensors, networks.json
         summary = {
             "method": method_name, "steps": trainer.global_step, "total_steps": total_steps,
             "steps_per_epoch": spe, "lr": lr, "world_size": world,
@@ -165,12 +172,31 @@ def pretrain(cfg, *, resume: bool = False, callbacks: list[L.Callback] | None = 
     return run_dir
 
 
+def _with_networks(cfg, specs):
+    """``cfg`` with every extra network spelled out in ``model.networks`` (config.yaml is fully resolved)."""
+    if not specs:
+        return cfg
+    import copy
+
+    from vidssl.config import NetworkConfig
+
+    cfg = copy.deepcopy(cfg)
+    cfg.model.networks = {name: NetworkConfig(**spec.to_dict()) for name, spec in specs.items()}
+    return cfg
+
+
 def _signals(cfg):
+    """Legacy ``data.signals``: float32 per-clip arrays by name for a method reading the old interface
+    (the built-in methods declare their signals instead, so none of them needs this key)."""
     if not cfg.data.signals:
         return None
     from vidssl.data.signals import build_signals  # motion signals (vectors, flow, maps)
 
-    return build_signals(list(cfg.data.signals), cache_dir=cfg.data.cache_dir, root=cfg.data.root,
-                         frame_size=tuple(cfg.data.frame_size))
+    try:
+        return build_signals(list(cfg.data.signals), cache_dir=cfg.data.cache_dir, root=cfg.data.root,
+                             frame_size=tuple(cfg.data.frame_size) if cfg.data.frame_size else None,
+                             flow_method=None, flow_dtype=None, video_stream=cfg.data.video_stream)
+    except ValueError as err:
+        raise ConfigError(f"data.signals: {err}") from None
 
 

@@ -9,6 +9,7 @@ _EXPORTS = {
     "VideoReader": "reader",
     "VideoReadError": "reader",
     "probe_video": "reader",
+    "open_video": "reader",
     "check_videos": "check",
     "collect_video_paths": "check",
     "CheckReport": "check",

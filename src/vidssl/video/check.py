@@ -1,7 +1,7 @@
 """Find the videos of a collection that vidssl cannot read, before a long job trips on them.
 
-``check_videos`` decodes every frame of every file (in parallel threads: PyAV decodes with
-the GIL released) and lists the unreadable ones with the reason, so a user can re-encode or
+``check_videos`` decodes every frame of every file (in ``workers`` processes, see
+:func:`vidssl.parallel.map_videos`) and lists the unreadable ones with the reason, so a user can re-encode or
 drop them up front instead of discovering them as skips during training. It backs the
 ``vidssl check-videos`` command.
 """
@@ -12,13 +12,12 @@ from vidssl.io import write_json_atomic
 import os
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from tqdm.auto import tqdm
-
+from vidssl.parallel import map_videos
 from vidssl.video.reader import VideoReader, VideoReadError
 
 __all__ = ["VIDEO_EXTENSIONS", "CheckReport", "check_videos", "collect_video_paths"]
@@ -115,24 +114,11 @@ def check_videos(
     paths = list(dict.fromkeys(str(p) for p in paths))
     start = time.perf_counter()
     results: dict[str, _Outcome] = {}
-    bar = tqdm(total=len(paths), desc="check-videos", unit="video", disable=not progress)
-    try:
-        if workers <= 1:
-            for p in paths:
-                results[p] = _check_one(p, stream)
-                bar.update()
-        else:
-            pool = ThreadPoolExecutor(max_workers=workers)
-            try:
-                futures = {pool.submit(_check_one, p, stream): p for p in paths}
-                for future in as_completed(futures):
-                    results[futures[future]] = future.result()
-                    bar.update()
-            finally:
-                # On Ctrl-C, drop the queued files instead of decoding them all first.
-                pool.shutdown(wait=True, cancel_futures=True)
-    finally:
-        bar.close()
+    # Worker processes (vidssl.parallel): a decoder that crashes on a damaged file takes down its
+    # worker, not the scan; that file is reported with the reason.
+    for path, error, outcome in map_videos(partial(_check_one, stream=stream), paths, workers,
+                                           desc="check-videos", progress=progress, initializer=None):
+        results[path] = outcome if error is None else _Outcome(error=error)
     bad = sorted((p, o.error) for p, o in results.items() if o.error is not None)
     damaged = sorted((p, o.damage()) for p, o in results.items() if o.error is None and o.damage())
     frames = sum(o.frames for o in results.values())

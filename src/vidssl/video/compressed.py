@@ -52,20 +52,10 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass, field
-import av
-import av.error
 import numpy as np
 
-from vidssl.video.reader import (
-    _AV_ERRORS,
-    _MAX_NVOP_SIZE,
-    _VOP_START,
-    VideoReadError,
-    _describe,
-    _mpeg4_time_resolution,
-    _mpeg4_vop_coded,
-    _open_video,
-)
+from vidssl.video.bitstream import h264_max_ref_frames
+from vidssl.video.reader import AV_ERRORS, VideoReader, VideoReadError, open_video, picture_type
 
 __all__ = [
     "CompressedVideo",
@@ -83,7 +73,6 @@ _ANCHOR_CODECS = frozenset({
     "mpeg4", "mpeg1video", "mpeg2video", "h261", "h263", "h263p", "h263i", "flv", "flv1",
     "msmpeg4", "msmpeg4v1", "msmpeg4v2", "msmpeg4v3", "wmv1", "wmv2", "rv10", "rv20",
 })
-_PICT_TYPE = {1: "I", 2: "P", 3: "B", 4: "P", 5: "I", 6: "P", 7: "B"}  # AVPictureType; S -> P, SI -> I, ...
 
 REENCODE_HINT = ("re-encode the dataset to the CoViAR convention (MPEG-4 Part 2, GOP 12, no B-frames) with "
                  "`vidssl extract reencode --root SRC_ROOT --out DST_ROOT`")
@@ -143,6 +132,7 @@ def read_compressed(
     accumulated: bool = False,
     max_frames: int | None = None,
     threads: int = 1,
+    stream: int | None = None,
 ) -> CompressedVideo:
     """Picture types, I-frames and dense motion-vector maps of a video file.
 
@@ -157,6 +147,10 @@ def read_compressed(
             instead of frame-to-frame displacements.
         max_frames: stop after this many frames (a clip near the start needs no full decode).
         threads: decoder threads (1 in data-loader workers; one core each).
+        stream: which video stream, as ``VideoReader(stream=...)`` (default: the best one).
+
+    Frames are numbered as :class:`vidssl.video.VideoReader` numbers them: the decoding is the
+    reader's own (``VideoReader.frames``, ``frame_types``, ``read_keyframes``).
 
     Raises:
         VideoReadError: the file cannot be opened or no frame decodes (the message names it).
@@ -166,28 +160,16 @@ def read_compressed(
         raise ValueError(f"{path}: downsample must be a positive integer, got {downsample!r}")
     if accumulated and not motion_vectors:
         raise ValueError(f"{path}: accumulated=True needs motion_vectors=True")
-    container, stream = _open_video(path)[:2]  # (container, stream, forced format)
-    try:
-        ctx = stream.codec_context
-        ctx.thread_count = max(1, int(threads))
-        height, width = int(ctx.height), int(ctx.width)
-        fps = float(stream.average_rate or stream.guessed_rate or 0.0)
-        codec = ctx.name
-        max_refs = _h264_max_ref_frames(ctx.extradata) if codec == "h264" else None
+    with VideoReader(path, stream=stream, threads=threads, motion_vectors=motion_vectors) as reader:
+        height, width = reader.size
+        fps, codec = reader.fps, reader.codec
         if motion_vectors:
-            ctx.options = {"flags2": "+export_mvs"}
-            scan = _decode_all(path, container, stream, iframes, downsample, max_frames)
+            scan = _decode_all(reader, iframes, downsample, max_frames)
         else:
-            scan = _decode_key_frames(container, stream, iframes, max_frames)
-            if scan is None:  # headers not readable safely: decode every frame (no vector export)
-                container.close()
-                container, stream = _open_video(path)[:2]
-                stream.codec_context.thread_count = max(1, int(threads))
-                scan = _decode_all_types(path, container, stream, iframes, max_frames)
-        if codec == "h264" and max_refs is None:
-            max_refs = _h264_max_ref_frames(scan.first_packet)
-    finally:
-        container.close()
+            scan = _decode_key_frames(reader, iframes, max_frames)
+            if scan is None:  # picture types the headers do not tell: decode every frame
+                scan = _decode_all_types(reader, iframes, max_frames)
+    max_refs = _h264_max_refs(path, stream) if codec == "h264" else None
 
     types = scan.types
     n = len(types)
@@ -237,56 +219,17 @@ class _Scan:
     key: list[bool]
     iframes: dict[int, np.ndarray]
     maps: np.ndarray | None
-    first_packet: bytes | None
     exported: np.ndarray | None = None  # bool [N]: the decoder attached motion vectors to frame t
 
 
-class _FrameStream:
-    """Decoded frames of a stream in presentation order, as VideoReader numbers them.
-
-    A packet that fails to decode loses its frame and decoding goes on (the numbering counts
-    what decodes); DivX "packed B-frames" are unpacked with FFmpeg's bitstream filter. The
-    first packet's bytes are kept (H.264 raw streams carry their parameter sets there).
-    """
-
-    def __init__(self, container, stream):
-        self.container, self.stream = container, stream
-        self.first_packet: bytes | None = None
-
-    def __iter__(self):
-        ctx = self.stream.codec_context
-        bsf = None
-        inspect = 32 if ctx.name == "mpeg4" else 0  # packed B-frames show in the first GOP
-        for packet in self.container.demux(self.stream):
-            at_end = packet.size == 0
-            if not at_end and self.first_packet is None:
-                self.first_packet = bytes(packet)
-            if inspect and not at_end and bsf is None:
-                inspect -= 1
-                if bytes(packet).count(_VOP_START) > 1:
-                    from av.bitstream import BitStreamFilterContext
-
-                    bsf = BitStreamFilterContext("mpeg4_unpack_bframes", self.stream)
-            packets = bsf.filter(None if at_end else packet) if bsf is not None else ([] if at_end else [packet])
-            for p in packets:
-                try:
-                    frames = ctx.decode(p)
-                except av.error.InvalidDataError:
-                    continue
-                yield from frames
-            if at_end:
-                yield from ctx.decode(None)  # frames the decoder still holds
-
-
-def _decode_all(path, container, stream, want_iframes, downsample, max_frames) -> _Scan:
+def _decode_all(reader: VideoReader, want_iframes, downsample, max_frames) -> _Scan:
     """Decode every frame with motion-vector export, keeping each frame's raw vector records.
 
     The records (40 bytes per block) are copied out of the frames as they decode and turned
     into dense maps for the whole video at once at the end (:func:`_densify_records`), so
     the numpy work is a few calls per video rather than per frame.
     """
-    ctx = stream.codec_context
-    height, width = int(ctx.height), int(ctx.width)
+    height, width = reader.size
     records: list[np.ndarray] = []
     owners: list[int] = []
 
@@ -297,7 +240,7 @@ def _decode_all(path, container, stream, want_iframes, downsample, max_frames) -
                 records.append(np.frombuffer(side, dtype=np.uint8).copy())  # the frame frees its buffer
                 owners.append(index)
 
-    scan = _decode_all_types(path, container, stream, want_iframes, max_frames, on_frame=keep_vectors)
+    scan = _decode_all_types(reader, want_iframes, max_frames, on_frame=keep_vectors)
     counts = [len(r) // _RECORD_BYTES for r in records]
     raw = np.concatenate(records) if records else np.zeros(0, dtype=np.uint8)
     owner = np.repeat(np.array(owners, dtype=np.intp), counts)
@@ -307,75 +250,29 @@ def _decode_all(path, container, stream, want_iframes, downsample, max_frames) -
     return scan
 
 
-def _decode_key_frames(container, stream, want_iframes, max_frames) -> _Scan | None:
-    """Picture types from packet headers, RGB of the key frames only (``skip_frame=NONKEY``).
+def _decode_key_frames(reader: VideoReader, want_iframes, max_frames) -> _Scan | None:
+    """Picture types from the packet headers (``VideoReader.frame_types``), RGB of the I-frames
+    alone (``VideoReader.read_keyframes``: key frames decoded with ``skip_frame=NONKEY``).
 
-    Frame numbers follow VideoReader: packets sorted by pts, MPEG-4 "not coded" VOPs skipped.
-    Returns None for files where that cannot be done safely (packed B-frames, missing or
-    repeated timestamps, codecs other than MPEG-4 Part 2 and H.264, an I-frame that is not a
-    key frame): the caller then decodes every frame.
+    Returns None when the headers leave some type unknown (codecs other than MPEG-4 Part 2
+    and H.264, unreadable headers): the caller then decodes every frame.
     """
-    ctx = stream.codec_context
-    codec = ctx.name
-    records: list[tuple[int, str, bool]] = []
-    first_packet = None
-    safe = codec in ("mpeg4", "h264")
-    vop_resolution = _mpeg4_time_resolution(ctx.extradata) if codec == "mpeg4" else None
-    nal_length = _avcc_length_size(ctx.extradata) if codec == "h264" else None
-    key_rgb: dict[int, np.ndarray] = {}
-    if safe:
-        ctx.skip_frame = "NONKEY"
-        try:
-            for packet in container.demux(stream):
-                if packet.size == 0 or packet.is_discard:
-                    continue
-                data = bytes(packet)
-                if first_packet is None:
-                    first_packet = data
-                if codec == "mpeg4":
-                    if vop_resolution is None:
-                        vop_resolution = _mpeg4_time_resolution(data)
-                    if data.count(_VOP_START) > 1:
-                        safe = False
-                        break
-                    if packet.size <= _MAX_NVOP_SIZE and _mpeg4_vop_coded(data, vop_resolution) is False:
-                        continue  # "not coded" VOP: no frame
-                    kind = _mpeg4_vop_type(data)
-                else:
-                    kind = _h264_slice_type(data, nal_length)
-                if kind is None or packet.pts is None or packet.is_corrupt:
-                    safe = False
-                    break
-                records.append((int(packet.pts), kind, bool(packet.is_keyframe)))
-                if packet.is_keyframe and want_iframes:
-                    for frame in ctx.decode(packet):
-                        if frame.pts is not None:
-                            key_rgb[int(frame.pts)] = frame.to_ndarray(format="rgb24")
-            if safe and want_iframes:
-                for frame in ctx.decode(None):
-                    if frame.pts is not None:
-                        key_rgb[int(frame.pts)] = frame.to_ndarray(format="rgb24")
-        except _AV_ERRORS:
-            safe = False
-    pts = [r[0] for r in records]
-    if safe and records and len(set(pts)) == len(pts):
-        records.sort()
-        if max_frames is not None:
-            records = records[:max_frames]
-        types = [r[1] for r in records]
-        key = [r[2] for r in records]
-        number = {r[0]: t for t, r in enumerate(records)}
-        iframes: dict[int, np.ndarray] = {}
-        wanted = [r[0] for r in records if r[1] == "I"]
-        if not want_iframes or all(p in key_rgb for p in wanted):
-            iframes = {number[p]: key_rgb[p] for p in wanted if want_iframes}
-            return _Scan(types, key, iframes, None, first_packet)
-        # An I-frame that is not a key frame (H.264 non-IDR I) was skipped: decode it all.
-    return None
+    types = reader.frame_types
+    if not types or "?" in types:
+        return None
+    if max_frames is not None:
+        types = types[:max_frames]
+    keys = set(reader.keyframes.tolist())
+    key = [t in keys for t in range(len(types))]
+    wanted = [t for t, c in enumerate(types) if c == "I"]
+    iframes: dict[int, np.ndarray] = {}
+    if want_iframes and wanted:
+        iframes = dict(zip(wanted, reader.read_keyframes(wanted)))
+    return _Scan(list(types), key, iframes, None)
 
 
-def _decode_all_types(path, container, stream, want_iframes, max_frames, on_frame=None) -> _Scan:
-    """Picture types (and I-frames) by decoding every frame, for files the header scan cannot read.
+def _decode_all_types(reader: VideoReader, want_iframes, max_frames, on_frame=None) -> _Scan:
+    """Picture types (and I-frames) by decoding every frame (``VideoReader.frames``).
 
     ``on_frame(frame, kind, index)``, if given, sees every decoded frame (motion-vector capture).
     Damage part-way through keeps the frames before it (VideoReader keeps them too).
@@ -383,31 +280,30 @@ def _decode_all_types(path, container, stream, want_iframes, max_frames, on_fram
     types: list[str] = []
     key: list[bool] = []
     iframes: dict[int, np.ndarray] = {}
-    frames = _FrameStream(container, stream)
+    for frame in reader.frames(max_frames):
+        kind = picture_type(frame)
+        if kind == "I" and want_iframes:
+            iframes[len(types)] = frame.to_ndarray(format="rgb24")
+        if on_frame is not None:
+            on_frame(frame, kind, len(types))
+        types.append(kind)
+        key.append(bool(frame.key_frame))
+    return _Scan(types, key, iframes, None)
+
+
+def _h264_max_refs(path: str, stream: int | None) -> int | None:
+    """max_num_ref_frames from the stream's extradata, else from its first packet (raw Annex B)."""
+    container, video, _ = open_video(path, stream)
     try:
-        for frame in frames:
-            kind = _frame_type(frame)
-            if kind == "I" and want_iframes:
-                iframes[len(types)] = frame.to_ndarray(format="rgb24")
-            if on_frame is not None:
-                on_frame(frame, kind, len(types))
-            types.append(kind)
-            key.append(bool(frame.key_frame))
-            if max_frames is not None and len(types) >= max_frames:
-                break
-    except _AV_ERRORS as e:
-        if not types:
-            raise VideoReadError(path, f"no frame decodes ({_describe(e)})") from e
-    if not types:
-        raise VideoReadError(path, "no frame decodes (stream holds no decodable video)")
-    return _Scan(types, key, iframes, None, frames.first_packet)
-
-
-def _frame_type(frame) -> str:
-    kind = _PICT_TYPE.get(int(frame.pict_type))
-    if kind is None:  # AV_PICTURE_TYPE_NONE: fall back on the key flag
-        kind = "I" if frame.key_frame else "P"
-    return kind
+        refs = h264_max_ref_frames(video.codec_context.extradata)
+        if refs is None:
+            first = next((p for p in container.demux(video) if p.size), None)
+            refs = h264_max_ref_frames(bytes(first)) if first is not None else None
+        return refs
+    except AV_ERRORS:
+        return None  # damaged first packet: the count stays unknown
+    finally:
+        container.close()
 
 
 # -- dense maps -------------------------------------------------------------------------------
@@ -629,139 +525,3 @@ def _previous_frame_reference(codec: str, types: list[str], key: list[bool], max
             valid &= exported
     span[~valid] = 1
     return valid, span, per_frame, problems
-
-
-# -- bitstream headers --------------------------------------------------------------------------
-
-
-class _BitReader:
-    """MSB-first bit reader with Exp-Golomb codes (H.264 7.2)."""
-
-    def __init__(self, data: bytes):
-        self.value = int.from_bytes(data, "big")
-        self.left = 8 * len(data)
-
-    def u(self, n: int) -> int:
-        if n > self.left:
-            raise EOFError
-        self.left -= n
-        return (self.value >> self.left) & ((1 << n) - 1)
-
-    def ue(self) -> int:
-        zeros = 0
-        while self.u(1) == 0:
-            zeros += 1
-            if zeros > 31:
-                raise EOFError
-        return (1 << zeros) - 1 + self.u(zeros)
-
-    def se(self) -> int:
-        k = self.ue()
-        return (k + 1) // 2 if k % 2 else -(k // 2)
-
-
-def _unescape(nal: bytes) -> bytes:
-    return nal.replace(b"\x00\x00\x03", b"\x00\x00")
-
-
-def _annexb_nals(data: bytes):
-    at = data.find(b"\x00\x00\x01")
-    while at >= 0:
-        start = at + 3
-        at = data.find(b"\x00\x00\x01", start)
-        yield data[start:at if at >= 0 else len(data)].rstrip(b"\x00")
-
-
-def _avcc_nals(data: bytes, length_size: int):
-    at = 0
-    while at + length_size <= len(data):
-        size = int.from_bytes(data[at:at + length_size], "big")
-        at += length_size
-        if size <= 0 or at + size > len(data):
-            return
-        yield data[at:at + size]
-        at += size
-
-
-def _avcc_length_size(extradata: bytes | None) -> int | None:
-    """NAL length-prefix size of an MP4/MKV H.264 stream, None for Annex B (start codes)."""
-    if extradata and len(extradata) > 4 and extradata[0] == 1:
-        return (extradata[4] & 3) + 1
-    return None
-
-
-def _h264_nals(data: bytes | None, length_size: int | None = None):
-    if not data:
-        return iter(())
-    if length_size is None and data[0] == 1 and len(data) > 8:  # avcC record: SPS list after 6 bytes
-        size = int.from_bytes(data[6:8], "big")
-        return iter([data[8:8 + size]])
-    if length_size is not None:
-        return _avcc_nals(data, length_size)
-    return _annexb_nals(data)
-
-
-def _h264_max_ref_frames(data: bytes | None) -> int | None:
-    """max_num_ref_frames of the first sequence parameter set in ``data`` (H.264 7.3.2.1.1)."""
-    for nal in _h264_nals(data):
-        if nal and nal[0] & 0x1F == 7:
-            try:
-                return _parse_sps_refs(_unescape(nal[1:]))
-            except EOFError:
-                return None
-    return None
-
-
-def _parse_sps_refs(sps: bytes) -> int:
-    bits = _BitReader(sps)
-    profile = bits.u(8)
-    bits.u(16)  # constraint flags, level_idc
-    bits.ue()  # seq_parameter_set_id
-    if profile in (100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135):
-        chroma = bits.ue()
-        if chroma == 3:
-            bits.u(1)
-        bits.ue()
-        bits.ue()  # bit depths
-        bits.u(1)  # qpprime_y_zero_transform_bypass
-        if bits.u(1):  # seq_scaling_matrix_present
-            for i in range(8 if chroma != 3 else 12):
-                if bits.u(1):
-                    last = nxt = 8
-                    for _ in range(16 if i < 6 else 64):
-                        if nxt:
-                            nxt = (last + bits.se() + 256) % 256
-                        last = nxt or last
-    bits.ue()  # log2_max_frame_num_minus4
-    poc_type = bits.ue()
-    if poc_type == 0:
-        bits.ue()
-    elif poc_type == 1:
-        bits.u(1)
-        bits.se()
-        bits.se()
-        for _ in range(bits.ue()):
-            bits.se()
-    return bits.ue()
-
-
-def _h264_slice_type(data: bytes, length_size: int | None) -> str | None:
-    """'I', 'P' or 'B' from the first slice header of an access unit (H.264 7.3.3)."""
-    nals = _avcc_nals(data, length_size) if length_size else _annexb_nals(data)
-    for nal in nals:
-        if nal and nal[0] & 0x1F in (1, 5):
-            try:
-                bits = _BitReader(_unescape(nal[1:8]))
-                bits.ue()  # first_mb_in_slice
-                return "PBIPI"[bits.ue() % 5]  # P, B, I, SP, SI
-            except EOFError:
-                return None
-    return None
-
-
-def _mpeg4_vop_type(data: bytes) -> str | None:
-    """'I', 'P' or 'B' from a VOP header (ISO 14496-2 6.2.5); S(GMC)-VOPs count as P."""
-    at = data.find(_VOP_START)
-    if at < 0 or at + 4 >= len(data):
-        return None
-    return "IPBP"[data[at + 4] >> 6]

@@ -15,7 +15,12 @@ How a clip is read without decoding the file:
    own chunk index is used when it provably agrees with the header and the file size.
 2. ``read(indices)`` seeks to the last keyframe at or before the smallest wanted index,
    decodes forward, and re-seeks only where a keyframe lies between the current position
-   and the next wanted index. One container stays open for the reader's lifetime.
+   and the next wanted index. One container stays open for the reader's lifetime. Packets of
+   pictures nothing predicts from (MPEG-4 B-VOPs, H.264 ``nal_ref_idc == 0``; read from their
+   headers, :mod:`vidssl.video.bitstream`) are not sent to the decoder unless wanted: in an
+   I B B P stream that spares two of every three frames between the keyframe and the clip, and
+   changes no pixel of any other frame. One decoder thread, one swscale thread: a loader runs
+   one reader per worker process.
    Demuxers disagree on what a seek timestamp means: MP4 and Matroska look it up by
    presentation time, AVI and raw streams by decoding time. With B-frames a keyframe's pts
    exceeds its dts, so a keyframe's pts may lie at or past the *next* keyframe's dts (short
@@ -28,6 +33,11 @@ How a clip is read without decoding the file:
    reader then rebuilds it from one full decode, which is exact by definition. Files whose
    decoded timestamps are themselves unusable are read by decoding from the start.
 
+Picture types (``frame_types``) come from the packet headers on demand (one demux pass, no
+decoding), key frames alone decode with ``skip_frame=NONKEY`` (``read_keyframes``), and
+``frames()`` is the plain decode from the start that :mod:`vidssl.video.compressed` and
+:mod:`vidssl.video.reencode` build on: one decode loop for the whole video layer.
+
 Files the packet scan cannot index safely (damaged packets, MPEG-4 "packed B-frames") are
 indexed by a full decode at open; they are rare, and correctness beats speed for them.
 """
@@ -35,18 +45,21 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import av
 import av.error
 from av.video.reformatter import VideoReformatter
 import numpy as np
 
-__all__ = ["VideoReadError", "VideoReader", "probe_video"]
+from vidssl.video import bitstream
+from vidssl.video.bitstream import MAX_NVOP_SIZE, START_CODE, VOP_START_CODE, PictureHeaders
+
+__all__ = ["VideoReadError", "VideoReader", "probe_video", "open_video", "picture_type", "AV_ERRORS",
+           "describe_error"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,12 +70,11 @@ _RAW_FORMATS = ("m4v", "h264", "hevc", "mpegvideo")
 
 # What PyAV raises for unreadable input: FFmpeg errors (errno-style ones such as EPERM and EIO
 # on damaged files included), and OSError from the file system.
-_AV_ERRORS = (av.error.FFmpegError, OSError)
+AV_ERRORS = (av.error.FFmpegError, OSError)
+_AV_ERRORS = AV_ERRORS
 
-_VOP_START = b"\x00\x00\x01\xb6"
-# The mpeg4_unpack_bframes filter treats packets up to this size as N-VOP placeholders.
-_MAX_NVOP_SIZE = 19
-_START_CODE = b"\x00\x00\x01"
+# AVPictureType -> 'I' / 'P' / 'B' (S -> P, SI -> I, SP -> P, BI -> B).
+_PICT_TYPE = {1: "I", 2: "P", 3: "B", 4: "P", 5: "I", 6: "P", 7: "B"}
 
 
 class VideoReadError(Exception):
@@ -147,27 +159,38 @@ class VideoReader:
     flagged default, then the largest; cover art never counts), logging the choice once per file
     when there are several; ``stream=N`` reads its N-th video stream (0-based, ffmpeg's
     ``-map 0:v:N``).
+
+    ``frame_types`` gives every frame's picture type without decoding; ``read_keyframes``
+    decodes key frames alone. ``frames()`` iterates every decoded frame from the start, as
+    ``read`` numbers them (the loop :func:`vidssl.video.read_compressed` builds on).
+    ``threads``: decoder threads (default 1: one per data-loader worker); ``motion_vectors``:
+    make the decoder export motion vectors as frame side data (``frames()`` then carries them).
     """
 
     def __init__(self, path: str | os.PathLike, *, size: tuple[int, int] | None = None,
-                 stream: int | None = None):
+                 stream: int | None = None, threads: int = 1, motion_vectors: bool = False):
         self.path = str(path)
         if size is not None:
             size = (int(size[0]), int(size[1]))
             if size[0] <= 0 or size[1] <= 0:
                 raise ValueError(f"{self.path}: size must be positive (H, W), got {size}")
-        self._container, self._stream, self._format = _open_video(self.path, stream)
+        self._container, self._stream, self._format = open_video(self.path, stream)
         try:
             self.stream: int = list(self._container.streams.video).index(self._stream)
             self.header_frames: int = max(int(self._stream.frames or 0), 0)
             self.corrupt_frames = 0
             ctx = self._stream.codec_context
+            self._threads = max(1, int(threads))
+            self._decoder_options = {"flags2": "+export_mvs"} if motion_vectors else {}
+            self._configure_decoder()
             self.codec: str = ctx.name
+            self._headers = PictureHeaders(self.codec, ctx.extradata)
             self._native_size = (int(ctx.height), int(ctx.width))
             self.size: tuple[int, int] = size or self._native_size
             self._resize = size is not None and size != self._native_size
             self._bsf = None
             self._reformatter: VideoReformatter | None = None
+            self._types: str | None = None  # picture types, from the headers or a full decode
             self.frames_decoded = 0  # decoder output so far; shows what a read really costs
             indexed = len(self._stream.index_entries)  # the container's own index, before demuxing adds to it
             self._index = self._index_from_avi_entries() or self._index_from_packets()
@@ -185,20 +208,79 @@ class VideoReader:
     def num_frames(self) -> int:
         return self._index.num_frames
 
+    @property
+    def keyframes(self) -> np.ndarray:
+        """Frame numbers decoding can start from (ascending): where a seek lands."""
+        return self._index.keyframes.copy()
+
+    @property
+    def frame_types(self) -> str:
+        """Picture type of every frame in display order, one character each: 'I', 'P', 'B', or
+        '?' where the headers do not say. Read from the packet headers (no pixel is decoded;
+        one demux pass, cached); exact from the decode when the file was indexed by decoding."""
+        if self._types is None or len(self._types) != self.num_frames:
+            self._types = self._types_from_headers()
+        return self._types
+
     def read(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         """Frames at ``indices`` (any order, repeats allowed) as uint8 [len(indices), H, W, 3]."""
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if idx.size == 0:
-            return np.empty((0, *self.size, 3), dtype=np.uint8)
-        bad = idx[(idx < 0) | (idx >= self.num_frames)]
-        if bad.size:
-            raise IndexError(
-                f"{self.path}: frame index {int(bad[0])} out of range, video has "
-                f"{self.num_frames} frames (valid indices 0..{self.num_frames - 1})"
-            )
-        wanted = sorted(set(idx.tolist()))
-        frames = self._decode_wanted(wanted)
-        return np.stack([frames[k] for k in idx.tolist()])
+        idx = self._checked(indices)
+        out = np.empty((idx.size, *self.size, 3), dtype=np.uint8)
+        if idx.size:
+            self._decode_wanted(sorted(set(idx.tolist())), _Placement(idx, out, self))
+        return out
+
+    def read_keyframes(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Key frames (I-frames) at ``indices`` as uint8 [K, H, W, 3], decoding nothing else.
+
+        Each index must be a key frame (``keyframes``) or an I-frame (``frame_types``); any other
+        raises ValueError naming it. Key frames are decoded with ``skip_frame=NONKEY`` after a
+        seek to each (the decoder skips every other packet unread); an I-frame that is not a key
+        frame (H.264 non-IDR) is read as ``read`` reads it. The pixels equal ``read``'s.
+        """
+        idx = self._checked(indices)
+        out = np.empty((idx.size, *self.size, 3), dtype=np.uint8)
+        if not idx.size:
+            return out
+        keys = set(self._index.keyframes.tolist())
+        others = sorted({k for k in idx.tolist() if k not in keys})
+        if others:
+            types = self.frame_types
+            wrong = [k for k in others if types[k] != "I"]
+            if wrong:
+                raise ValueError(f"{self.path}: frame {wrong[0]} is not a key frame or I-frame (type "
+                                 f"{types[wrong[0]]!r}); read_keyframes reads I-frames only, read() any frame")
+        place = _Placement(idx, out, self)
+        wanted = sorted({k for k in idx.tolist() if k in keys})
+        if wanted and self._index.seekable and self._bsf is None:
+            try:
+                wanted = self._decode_keyframes(wanted, place)
+            except _AV_ERRORS as e:
+                raise VideoReadError(self.path, f"decoding failed ({_describe(e)})") from e
+        if wanted or others:
+            self._decode_wanted(sorted(set(wanted) | set(others)), place)
+        return out
+
+    def frames(self, max_frames: int | None = None) -> Iterator[av.VideoFrame]:
+        """Every decoded frame from the first (at most ``max_frames``), in display order: the n-th
+        frame yielded is frame n of ``read``. Packets that do not decode lose their frame (the
+        count is what decodes); damage part-way ends the iteration with VideoReadError only when
+        no frame decoded."""
+        if self._container is None:
+            raise ValueError(f"{self.path}: reader is closed")
+        count = 0
+        try:
+            self._seek_to_start()
+            for frame in self._decoded_frames():
+                yield frame
+                count += 1
+                if max_frames is not None and count >= max_frames:
+                    return
+        except _AV_ERRORS as e:
+            if not count:
+                raise VideoReadError(self.path, f"no frame decodes ({_describe(e)})") from e
+        if not count:
+            raise VideoReadError(self.path, "no frame decodes (stream holds no decodable video)")
 
     def read_all(self) -> np.ndarray:
         """Every frame, uint8 [num_frames, H, W, 3] (memory grows with the video length)."""
@@ -256,7 +338,7 @@ class VideoReader:
         for i, entry in enumerate(entries):
             if entry.pos + 8 + entry.size > file_size:  # 8: chunk header; beyond = truncated
                 return None
-            if entry.size == 0 or (mpeg4 and entry.size <= _MAX_NVOP_SIZE):
+            if entry.size == 0 or (mpeg4 and entry.size <= MAX_NVOP_SIZE):
                 return None
             pts[i] = entry.timestamp
             if entry.flags & 1:  # AVINDEX_KEYFRAME
@@ -265,7 +347,7 @@ class VideoReader:
             return None
         if mpeg4:
             first = next(self._container.demux(stream), None)  # stream headers: packed B-frames?
-            if first is None or _divx_packed((stream.codec_context.extradata or b"") + bytes(first)):
+            if first is None or bitstream.divx_packed((stream.codec_context.extradata or b"") + bytes(first)):
                 return None
         self.expected_frames = self.packets_in_file = n
         return _FrameIndex(n, pts, np.array(keyframes, dtype=np.int64), "avi index")
@@ -291,25 +373,29 @@ class VideoReader:
                     continue  # dropped by the decoder by design (edit lists)
                 if packet.is_corrupt:
                     safe = False  # may or may not decode: only decoding can tell
-                if mpeg4 and packet.size <= _MAX_NVOP_SIZE and _START_CODE not in bytes(packet):
+                if mpeg4 and packet.size <= MAX_NVOP_SIZE and START_CODE not in bytes(packet):
                     # No start code at all, so no picture: Xvid's 1-byte placeholder for a
                     # dropped frame (the decoder skips it, "frame skip" / no output).
                     continue
                 if mpeg4 and first_packet:
                     # Stream headers sit in extradata and/or before the first VOP.
                     data = bytes(packet)
-                    headers = extradata + data[: max(data.find(_VOP_START), 0)]
-                    vop_resolution = _mpeg4_time_resolution(headers)
-                    if _divx_packed(headers):
+                    headers = extradata + data[: max(data.find(VOP_START_CODE), 0)]
+                    vop_resolution = bitstream.mpeg4_time_resolution(headers)
+                    if bitstream.divx_packed(headers):
                         self._use_unpack_filter()
                         safe = False
                 first_packet = False
-                if mpeg4 and packet.size <= _MAX_NVOP_SIZE and self._bsf is None:
-                    coded = _mpeg4_vop_coded(bytes(packet), vop_resolution)
+                if mpeg4 and frame_packets < 32 and self._bsf is None and bytes(packet).count(VOP_START_CODE) > 1:
+                    # Two VOPs in one packet early on: packed B-frames, whatever the user data says.
+                    self._use_unpack_filter()
+                    safe = False
+                if mpeg4 and packet.size <= MAX_NVOP_SIZE and self._bsf is None:
+                    coded = bitstream.mpeg4_vop_coded(bytes(packet), vop_resolution)
                     if coded is None:
                         safe = False
                     elif not coded:
-                        if previous is not None and bytes(previous).count(_VOP_START) > 1:
+                        if previous is not None and bytes(previous).count(VOP_START_CODE) > 1:
                             # An N-VOP placeholder after a two-VOP packet: packed B-frames
                             # without the DivX flag; FFmpeg's decoder would drop the B-frames.
                             self._use_unpack_filter()
@@ -347,17 +433,19 @@ class VideoReader:
             self._bsf = _unpack_bframes_filter(self._stream)
 
     def _index_from_decoding(self) -> _FrameIndex:
-        """Exact index: decode the stream from its start and record every frame."""
+        """Exact index: decode the stream from its start and record every frame (and its type)."""
         pts: list[int | None] = []
         key: list[int] = []
+        types: list[str] = []
         packet_dts: dict[int, int | None] = {}  # pts -> dts of the packets decoded
         corrupt = 0
         try:
             self._seek_to_start()
-            for frame in self._decoded_frames(packet_dts):
+            for frame in self._decoded_frames(packet_dts=packet_dts):
                 if frame.key_frame:
                     key.append(len(pts))
                 pts.append(frame.pts)
+                types.append(picture_type(frame))
                 corrupt += bool(frame.is_corrupt)  # concealed errors, e.g. a cut-off last frame
         except _AV_ERRORS as e:
             if not pts:
@@ -367,6 +455,7 @@ class VideoReader:
             self.corrupt_frames = corrupt
         if not pts:
             raise VideoReadError(self.path, "no frame decodes (stream holds no decodable video)")
+        self._types = "".join(types)
         usable = all(p is not None for p in pts) and all(a < b for a, b in zip(pts, pts[1:]))
         order = np.array(pts, dtype=np.int64) if usable else None
         keyframes = np.array(key, dtype=np.int64)
@@ -376,16 +465,46 @@ class VideoReader:
             seek_ts = _seek_timestamps(key_pts, [packet_dts.get(p) for p in key_pts])
         return _FrameIndex(len(pts), order, keyframes, "decoding", seek_ts)
 
+    def _types_from_headers(self) -> str:
+        """Picture types from one demux pass over the packet headers (no decoding)."""
+        index = self._index
+        if index.pts is None or not self._headers.known or self._bsf is not None:
+            return "?" * index.num_frames  # (packed B-frames are indexed by decoding, types included)
+        types = ["?"] * index.num_frames
+        try:
+            self._seek_to_start()
+            for packet in self._container.demux(self._stream):
+                number = index.number_of.get(packet.pts) if packet.pts is not None and packet.size else None
+                if number is not None:
+                    kind = self._headers.picture(bytes(packet))[0]
+                    if kind is not None:
+                        types[number] = kind
+        except _AV_ERRORS:
+            pass  # what was read so far holds; the rest stays unknown
+        return "".join(types)
+
     # -- decoding ---------------------------------------------------------------------------
 
-    def _decode_wanted(self, wanted: list[int]) -> dict[int, np.ndarray]:
-        """Decode the frames numbered in ``wanted`` (ascending, unique) -> {number: RGB array}."""
+    def _checked(self, indices) -> np.ndarray:
+        if self._container is None:
+            raise ValueError(f"{self.path}: reader is closed")
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        bad = idx[(idx < 0) | (idx >= self.num_frames)]
+        if bad.size:
+            raise IndexError(
+                f"{self.path}: frame index {int(bad[0])} out of range, video has "
+                f"{self.num_frames} frames (valid indices 0..{self.num_frames - 1})"
+            )
+        return idx
+
+    def _decode_wanted(self, wanted: list[int], place: "_Placement") -> None:
+        """Decode the frames numbered in ``wanted`` (ascending, unique) into their places."""
         if self._container is None:
             raise ValueError(f"{self.path}: reader is closed")
         try:
             while self._index.seekable:
                 try:
-                    return self._decode_seeking(wanted)
+                    return self._decode_seeking(wanted, place)
                 except _IndexMismatch:
                     if self._index.exact:
                         break  # seeking itself misbehaves in this file: count from the start
@@ -393,14 +512,15 @@ class VideoReader:
                     # definition, then seek again with the corrected index.
                     self._index = self._index_from_decoding()
                     self._check_still_in_range(wanted)
-            return self._decode_from_start(wanted)
+            return self._decode_from_start(wanted, place)
         except _AV_ERRORS as e:
             raise VideoReadError(self.path, f"decoding failed ({_describe(e)})") from e
 
-    def _decode_seeking(self, wanted: list[int]) -> dict[int, np.ndarray]:
+    def _decode_seeking(self, wanted: list[int], place: "_Placement") -> None:
         index = self._index
-        got: dict[int, np.ndarray] = {}
         want = set(wanted)
+        dropped: set[int] = set()  # frames whose packets were left out (see _droppable)
+        drop = self._droppable(want, dropped)
         frames: Iterator | None = None
         pos: int | None = None  # number of the last frame decoded since the latest seek
         for target in wanted:
@@ -411,7 +531,8 @@ class VideoReader:
                     self._seek_to_start()
                 else:
                     self._seek_to_keyframe(key)
-                frames, pos = self._decoded_frames(), None
+                frames, pos = self._decoded_frames(drop), None
+                dropped.clear()
             while pos is None or pos < target:
                 frame = next(frames, None)
                 if frame is None:
@@ -421,49 +542,110 @@ class VideoReader:
                     raise _IndexMismatch(f"unexpected timestamp {frame.pts}")
                 if pos is None and number > target:
                     raise _IndexMismatch(f"seek for frame {target} landed at {number}")
-                if pos is not None and number != pos + 1:
-                    raise _IndexMismatch(f"frame {pos + 1} missing after seek")
+                if pos is not None:
+                    while pos + 1 in dropped and pos + 1 < number:
+                        pos += 1  # left out on purpose: nothing predicts from it, nobody asked
+                    if number != pos + 1:
+                        raise _IndexMismatch(f"frame {pos + 1} missing after seek")
                 pos = number
                 if number in want:
-                    got[number] = self._to_rgb(frame)
-        return got
+                    place.put(number, frame)
 
-    def _decode_from_start(self, wanted: list[int]) -> dict[int, np.ndarray]:
-        got: dict[int, np.ndarray] = {}
+    def _droppable(self, want: set[int], dropped: set[int]) -> Callable | None:
+        """A test for packets the decoder can be spared: pictures no other picture predicts from
+        (MPEG-4 B-VOPs, H.264 ``nal_ref_idc == 0``) that are not wanted. Leaving them out changes
+        no other frame; it saves decoding, e.g. two of every three frames between a keyframe and
+        a clip in an I B B P stream. Their numbers go to ``dropped``, for the frame count check."""
+        if (not self._headers.known or self._bsf is not None or self._index.pts is None
+                or not self._stream.codec_context.has_b_frames):
+            return None  # (no reordering: every picture is a reference, nothing to leave out)
+        number_of, picture = self._index.number_of, self._headers.picture
+
+        def drop(packet) -> bool:
+            if packet.pts is None:
+                return False
+            number = number_of.get(packet.pts)
+            if number is None or number in want or not picture(bytes(packet))[1]:
+                return False
+            dropped.add(number)
+            return True
+
+        return drop
+
+    def _decode_keyframes(self, wanted: list[int], place: "_Placement") -> list[int]:
+        """Decode key frames only (``skip_frame=NONKEY``), seeking to each; returns those not found."""
+        index = self._index
+        ctx = self._stream.codec_context
+        missing = []
+        ctx.skip_frame = "NONKEY"
+        try:
+            for key in wanted:
+                self._seek_to_keyframe(key)
+                found = False
+                for packet in self._container.demux(self._stream):
+                    at_end = packet.size == 0
+                    number = index.number_of.get(packet.pts) if packet.pts is not None else None
+                    frames = [] if at_end else _decode_packet(ctx, packet)
+                    if at_end or number == key:
+                        frames += ctx.decode(None)  # the decoder holds a frame back: drain it
+                    self.frames_decoded += len(frames)
+                    for frame in frames:
+                        if frame.pts is not None and index.number_of.get(frame.pts) == key:
+                            place.put(key, frame)
+                            found = True
+                    if at_end or number == key or (number is not None and number > key and packet.is_keyframe):
+                        break
+                if not found:
+                    missing.append(key)
+        except _IndexMismatch:
+            missing = wanted
+        finally:
+            ctx.skip_frame = "DEFAULT"
+            ctx.flush_buffers()
+        return missing
+
+    def _decode_from_start(self, wanted: list[int], place: "_Placement") -> None:
         want = set(wanted)
         self._seek_to_start()
         for number, frame in enumerate(self._decoded_frames()):
             if number in want:
-                got[number] = self._to_rgb(frame)
+                place.put(number, frame)
             if number >= wanted[-1]:
-                return got
+                return
         raise VideoReadError(
             self.path, f"frame {wanted[-1]} requested but decoding ends before it "
             f"(file damaged or changed since it was opened)")
 
-    def _decoded_frames(self, packet_dts: dict | None = None) -> Iterator[av.VideoFrame]:
+    def _decoded_frames(self, drop: Callable | None = None,
+                        packet_dts: dict | None = None) -> Iterator[av.VideoFrame]:
         """Frames from the current demux position to the end; undecodable packets are skipped.
-        ``packet_dts``, when given, collects pts -> dts of every packet sent to the decoder."""
+
+        The one decode loop of the video layer. ``drop(packet)`` True leaves a packet out;
+        ``packet_dts``, when given, collects pts -> dts of every packet sent to the decoder.
+        """
         ctx = self._stream.codec_context
         for packet in self._container.demux(self._stream):
             at_end = packet.size == 0
             if self._bsf is not None:
                 packets = self._bsf.filter(None if at_end else packet)
             else:
-                packets = [] if at_end else [packet]
+                packets = [] if at_end or (drop is not None and drop(packet)) else [packet]
             for p in packets:
                 if packet_dts is not None and p.pts is not None:
                     packet_dts.setdefault(int(p.pts), p.dts)
-                try:
-                    frames = ctx.decode(p)
-                except av.error.InvalidDataError:
-                    continue  # that frame is lost; numbering counts what decodes
+                frames = _decode_packet(ctx, p)
                 self.frames_decoded += len(frames)
                 yield from frames
             if at_end:
                 frames = ctx.decode(None)  # drain frames the decoder still holds
                 self.frames_decoded += len(frames)
                 yield from frames
+
+    def _configure_decoder(self) -> None:
+        ctx = self._stream.codec_context
+        ctx.thread_count = self._threads
+        if self._decoder_options:
+            ctx.options = dict(self._decoder_options)
 
     def _seek_to_start(self) -> None:
         try:
@@ -475,6 +657,7 @@ class VideoReader:
             self._container.close()
             self._container = av.open(self.path, format=self._format, metadata_errors="ignore")
             self._stream = next(s for s in self._container.streams if s.index == index)
+            self._configure_decoder()
             if self._bsf is not None:
                 self._bsf = _unpack_bframes_filter(self._stream)
         if self._bsf is not None:
@@ -495,17 +678,20 @@ class VideoReader:
                 self.path, f"frame {wanted[-1]} requested but only {self._index.num_frames} frames "
                 f"decode (the packet index over-counted; num_frames is now corrected)")
 
-    def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
-        # One reformatter per reader: frame.to_ndarray(format=...) builds a new swscale context
-        # for every frame, which cost 6x the conversion itself on 64x64 clips.
+    def _to_rgb(self, frame: av.VideoFrame, out: np.ndarray) -> None:
+        """Convert ``frame`` to RGB at the output size, into ``out`` [H, W, 3]."""
+        # One reformatter per reader, one swscale thread: frame.to_ndarray(format=...) builds a
+        # new swscale context for every frame (6x the conversion itself on 64x64 clips), and
+        # swscale's own threads only contend with the decoder and the other loader workers.
         if self._reformatter is None:
             self._reformatter = VideoReformatter()
-        rgb = self._reformatter.reformat(frame, format="rgb24").to_ndarray()
+        rgb = self._reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()
         if self._resize or rgb.shape[:2] != self.size:
             import cv2  # only readers that resize load OpenCV
 
-            rgb = cv2.resize(rgb, (self.size[1], self.size[0]), interpolation=cv2.INTER_AREA)
-        return np.ascontiguousarray(rgb)
+            cv2.resize(rgb, (self.size[1], self.size[0]), dst=out, interpolation=cv2.INTER_AREA)
+        else:
+            out[...] = rgb
 
     def _frame_rate(self) -> float:
         for rate in (self._stream.average_rate, self._stream.guessed_rate):
@@ -515,6 +701,37 @@ class VideoReader:
         if pts is not None and len(pts) > 1 and tb:
             return float((len(pts) - 1) / ((pts[-1] - pts[0]) * tb))
         return 0.0
+
+
+class _Placement:
+    """Where each decoded frame goes in a read's output array (a frame may be asked for twice)."""
+
+    def __init__(self, idx: np.ndarray, out: np.ndarray, reader: VideoReader):
+        self.rows: dict[int, list[int]] = {}
+        for row, k in enumerate(idx.tolist()):
+            self.rows.setdefault(k, []).append(row)
+        self.out, self.reader = out, reader
+
+    def put(self, number: int, frame: av.VideoFrame) -> None:
+        first, *others = self.rows[number]
+        self.reader._to_rgb(frame, self.out[first])
+        for row in others:
+            self.out[row] = self.out[first]
+
+
+def _decode_packet(ctx, packet) -> list:
+    try:
+        return ctx.decode(packet)
+    except av.error.InvalidDataError:
+        return []  # that frame is lost; numbering counts what decodes
+
+
+def picture_type(frame: av.VideoFrame) -> str:
+    """'I', 'P' or 'B' of a decoded frame (S-frames count as P); the key flag decides when unset."""
+    kind = _PICT_TYPE.get(int(frame.pict_type))
+    if kind is None:  # AV_PICTURE_TYPE_NONE
+        kind = "I" if frame.key_frame else "P"
+    return kind
 
 
 def probe_video(path: str | os.PathLike, *, full: bool = False, stream: int | None = None) -> dict:
@@ -545,9 +762,18 @@ def probe_video(path: str | os.PathLike, *, full: bool = False, stream: int | No
 # -- opening --------------------------------------------------------------------------------
 
 
-def _open_video(path: str, stream: int | None = None):
-    """Open ``path`` and pick its video stream (``stream``: see ``VideoReader``); returns
-    (container, stream, format forced)."""
+def open_video(path: str | os.PathLike, stream: int | None = None):
+    """Open ``path`` with PyAV and pick its video stream: ``(container, stream, format name)``.
+
+    ``stream=None`` takes the best video stream (flagged default, else the largest; cover art
+    never counts), ``stream=N`` the N-th video stream (0-based). Files whose extension misleads
+    FFmpeg's probe are retried as raw MPEG-4 / H.264 / HEVC / MPEG video streams. The format
+    name (``container.format.name``) reopens the file the same way:
+    ``av.open(path, format=name)``. Raises ``VideoReadError`` naming the path and the reason
+    (missing, empty, not a video, no usable stream N); the container is closed then. The caller
+    closes it otherwise.
+    """
+    path = str(path)
     p = Path(path)
     if not p.exists():
         raise VideoReadError(path, "file does not exist")
@@ -560,7 +786,7 @@ def _open_video(path: str, stream: int | None = None):
     except _AV_ERRORS as e:
         first_error = _describe(e)
     else:
-        return container, _video_stream_or_close(path, container, stream), None
+        return container, _video_stream_or_close(path, container, stream), container.format.name
     # Content probing failed: maybe a raw elementary stream behind a misleading extension.
     for fmt in _RAW_FORMATS:
         try:
@@ -617,9 +843,13 @@ def _video_stream_or_close(path: str, container, wanted: int | None = None):
     return chosen
 
 
-def _describe(error: BaseException) -> str:
+def describe_error(error: BaseException) -> str:
+    """"TypeName: message" of an exception, FFmpeg's errno text where it has one."""
     text = getattr(error, "strerror", None) or str(error) or type(error).__name__
     return f"{type(error).__name__}: {text}"
+
+
+_describe = describe_error
 
 
 def _seek_timestamps(key_pts: Sequence[int], key_dts: Sequence[int | None]) -> np.ndarray:
@@ -650,77 +880,3 @@ def _unpack_bframes_filter(stream):
     from av.bitstream import BitStreamFilterContext
 
     return BitStreamFilterContext("mpeg4_unpack_bframes", stream)
-
-
-_DIVX_USER_DATA = re.compile(rb"DivX(\d+)(?:Build|b)(\d+)(.)?")
-
-
-def _divx_packed(headers: bytes) -> bool:
-    """DivX writes "DivX503b1393p" in user data when B-frames are packed (FFmpeg's own test)."""
-    match = _DIVX_USER_DATA.search(headers)
-    return bool(match) and match.group(3) == b"p"
-
-
-class _Bits:
-    def __init__(self, data: bytes, start: int):
-        self.value = int.from_bytes(data[start:], "big")
-        self.left = 8 * (len(data) - start)
-
-    def read(self, n: int) -> int:
-        if n > self.left:
-            raise EOFError
-        self.left -= n
-        return (self.value >> self.left) & ((1 << n) - 1)
-
-
-def _mpeg4_time_resolution(data: bytes | None) -> int | None:
-    """vop_time_increment_resolution from a Video Object Layer header (ISO 14496-2 6.2.3)."""
-    if not data:
-        return None
-    at = 0
-    while True:
-        at = data.find(b"\x00\x00\x01", at)
-        if at < 0 or at + 4 > len(data):
-            return None
-        if 0x20 <= data[at + 3] <= 0x2F:  # video_object_layer_start_code
-            break
-        at += 3
-    bits = _Bits(data[: at + 4 + 32], at + 4)
-    try:
-        bits.read(1 + 8)  # random_accessible_vol, video_object_type_indication
-        verid = 1
-        if bits.read(1):  # is_object_layer_identifier
-            verid = bits.read(4)
-            bits.read(3)
-        if bits.read(4) == 0xF:  # aspect_ratio_info: extended PAR
-            bits.read(16)
-        if bits.read(1):  # vol_control_parameters
-            bits.read(3)  # chroma_format, low_delay
-            if bits.read(1):  # vbv_parameters
-                bits.read(79)
-        shape = bits.read(2)
-        if shape == 3 and verid != 1:
-            bits.read(4)
-        bits.read(1)  # marker
-        resolution = bits.read(16)
-    except EOFError:
-        return None
-    return resolution or None
-
-
-def _mpeg4_vop_coded(data: bytes, resolution: int | None) -> bool | None:
-    """Whether the VOP in ``data`` is coded (ISO 14496-2 6.2.5); None when it cannot tell."""
-    at = data.find(_VOP_START)
-    if at < 0 or resolution is None:
-        return None
-    bits = _Bits(data, at + 4)
-    try:
-        bits.read(2)  # vop_coding_type
-        while bits.read(1):  # modulo_time_base
-            pass
-        bits.read(1)  # marker
-        bits.read(max(1, (resolution - 1).bit_length()))  # vop_time_increment
-        bits.read(1)  # marker
-        return bool(bits.read(1))  # vop_coded
-    except EOFError:
-        return None

@@ -20,8 +20,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from vidssl.video.compressed import _FrameStream
-from vidssl.video.reader import _AV_ERRORS, VideoReadError, _describe, _open_video
+from vidssl.video.reader import VideoReader, VideoReadError
 from vidssl.video.writer import write_video
 
 __all__ = ["COVIAR_SIZE", "reencode_video", "reencoded_name"]
@@ -52,34 +51,24 @@ def reencode_video(src: str | os.PathLike, dst: str | os.PathLike, *, size: tupl
     src = str(src)
     if not 1 <= int(qscale) <= 31:
         raise ValueError(f"qscale must be in 1..31, got {qscale}")
-    container, stream = _open_video(src)[:2]
-    try:
-        ctx = stream.codec_context
-        ctx.thread_count = 1
-        fps = float(stream.average_rate or stream.guessed_rate or 25.0)
-        frames = _rgb_frames(src, container, stream, size)
-        # A constant quantiser through qmin = qmax: libavcodec's mpeg4 encoder takes the
-        # -q:v value from each frame's `quality` field, which PyAV does not set.
-        return write_video(dst, frames, fps=fps, codec="mpeg4", gop=gop, max_b_frames=0, qscale=None,
-                           options={"qmin": str(qscale), "qmax": str(qscale)})
-    except ValueError as e:
-        if "no frames to write" in str(e):
-            raise VideoReadError(src, "no frame decodes") from e
-        raise
-    finally:
-        container.close()
+    with VideoReader(src) as reader:  # the reader's decode loop: frames numbered as everywhere else
+        fps = reader.fps or 25.0
+        try:
+            # A constant quantiser through qmin = qmax: libavcodec's mpeg4 encoder takes the
+            # -q:v value from each frame's `quality` field, which PyAV does not set.
+            return write_video(dst, _rgb_frames(reader, size), fps=fps, codec="mpeg4", gop=gop, max_b_frames=0,
+                               qscale=None, options={"qmin": str(qscale), "qmax": str(qscale)})
+        except ValueError as e:
+            if "no frames to write" in str(e):
+                raise VideoReadError(src, "no frame decodes") from e
+            raise
 
 
-def _rgb_frames(path: str, container, stream, size) -> Iterator[np.ndarray]:
-    count = 0
-    try:
-        for frame in _FrameStream(container, stream):
-            rgb = frame.to_ndarray(format="rgb24")
-            if size is not None and rgb.shape[:2] != tuple(size):
-                rgb = cv2.resize(rgb, (int(size[1]), int(size[0])), interpolation=cv2.INTER_AREA)
-            count += 1
-            yield rgb
-    except _AV_ERRORS as e:
-        if not count:
-            raise VideoReadError(path, f"no frame decodes ({_describe(e)})") from e
-        # Damage part-way: keep the frames before it, as VideoReader does.
+def _rgb_frames(reader: VideoReader, size) -> Iterator[np.ndarray]:
+    """Every decoded frame as RGB, resized with ``cv2.INTER_AREA`` (as ``VideoReader(size=...)``);
+    damage part-way keeps the frames before it, as the reader does."""
+    for frame in reader.frames():
+        rgb = frame.to_ndarray(format="rgb24")
+        if size is not None and rgb.shape[:2] != tuple(size):
+            rgb = cv2.resize(rgb, (int(size[1]), int(size[0])), interpolation=cv2.INTER_AREA)
+        yield rgb

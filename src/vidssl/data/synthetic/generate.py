@@ -10,14 +10,10 @@ up), and only missing videos are rendered.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
+from ...parallel import WorkerPoolError, map_videos
 from ...video.writer import write_video
 from .layout import MANIFEST_NAME, manifest_header, read_manifest, write_manifest, write_split_files
 from .plan import VideoSpec, plan_benchmark
@@ -59,26 +55,19 @@ def generate_benchmark(root: str | os.PathLike, preset: str | Preset = "demo", s
 
     todo = [s for s in specs if not (root / s.relpath).is_file()]
     jobs = [(str(root), s) for s in todo]
-    bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc=f"benchmark {config.name}",
-               unit="video", disable=not progress)
+    serial = workers <= 1 or len(jobs) <= 1
+    # Worker processes from vidssl.parallel (forkserver/spawn: the caller may hold threads, torch or
+    # OpenCV, that make fork unsafe). A job that fails fails the run: a benchmark is all or nothing.
     try:
-        if workers <= 1 or len(jobs) <= 1:
-            for job in jobs:
-                render_and_write(job)
-                bar.update()
-        else:
-            # spawn: the caller may hold threads (torch, OpenCV) that make fork unsafe. An executor,
-            # unlike multiprocessing.Pool, fails instead of respawning a worker that dies forever.
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
-                for _ in pool.map(render_and_write, jobs, chunksize=8):
-                    bar.update()
-    except BrokenProcessPool as err:
+        for job, error, _ in map_videos(render_and_write, jobs, 0 if serial else workers,
+                                        desc=f"benchmark {config.name}", progress=progress,
+                                        initial=len(specs) - len(todo)):
+            if error is not None:
+                raise RuntimeError(f"{root / job[1].relpath}: {error}; rerun to resume")
+    except WorkerPoolError as err:
         raise RuntimeError(f"{root}: a benchmark worker process died ({err}). Scripts that call "
                            f"generate_benchmark with workers > 1 must do so under "
                            f"`if __name__ == '__main__':`; rerun to resume") from err
-    finally:
-        bar.close()
 
     write_split_files(root, specs)
     write_manifest(root, header, specs, config.unit, complete=True)
@@ -91,12 +80,6 @@ def render_and_write(job: tuple[str, VideoSpec]) -> str:
     path = Path(root) / spec.relpath
     write_video(path, render_video(spec), fps=spec.fps, codec="mpeg4", gop=12, max_b_frames=0)
     return str(path)
-
-
-def _init_worker() -> None:
-    import cv2
-
-    cv2.setNumThreads(1)  # one process per core already; OpenCV's own pool would oversubscribe
 
 
 def _check_existing(root: Path, header: dict) -> None:

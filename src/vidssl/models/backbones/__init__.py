@@ -13,18 +13,23 @@ i3d         Carreira & Zisserman   (fixed)       1024w x 1 x 2 x 2          12,2
 
 (w = width / 64.) Every backbone is a :class:`Backbone`; each module's docstring lists its
 stage shapes and what happens to short clips (no temporal size ever reaches 0).
+
+Every architecture takes ``in_channels`` (3 for RGB, 2 for optical flow or motion vectors, 1
+for motion maps). A :class:`NetworkSpec` (backbone, width, depth, in_channels) is all it takes
+to rebuild a network; every built backbone carries its own as ``.spec``, which is what a run
+directory's ``networks.json`` records for each exported network.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Mapping
 
 from .base import STAGES, Backbone, scale_channels
 from .c3d import build_c3d
 from .inception import build_inception
 from .resnet3d import RESNET_DEPTHS, build_video_resnet
 
-__all__ = ["BACKBONES", "STAGES", "Backbone", "build_backbone", "scale_channels"]
+__all__ = ["BACKBONES", "STAGES", "Backbone", "NetworkSpec", "build_backbone", "scale_channels"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,7 @@ class _Entry:
     build: Callable[..., Backbone]
     depths: tuple[int, ...] = ()  # empty: the architecture has one fixed depth
     options: frozenset[str] = field(default_factory=frozenset)  # extra keyword arguments
+    default_depth: int | None = None
 
 
 _RESNET_OPTIONS = frozenset({"zero_init_residual"})
@@ -39,12 +45,49 @@ _RESNET_DEPTHS = tuple(sorted(RESNET_DEPTHS))
 
 BACKBONES: dict[str, _Entry] = {
     "c3d": _Entry(build_c3d),
-    "r3d": _Entry(lambda **kw: build_video_resnet("r3d", **kw), _RESNET_DEPTHS, _RESNET_OPTIONS),
-    "r2plus1d": _Entry(lambda **kw: build_video_resnet("r2plus1d", **kw), _RESNET_DEPTHS, _RESNET_OPTIONS),
-    "r2d": _Entry(lambda **kw: build_video_resnet("r2d", **kw), _RESNET_DEPTHS, _RESNET_OPTIONS),
+    "r3d": _Entry(lambda **kw: build_video_resnet("r3d", **kw), _RESNET_DEPTHS, _RESNET_OPTIONS, 18),
+    "r2plus1d": _Entry(lambda **kw: build_video_resnet("r2plus1d", **kw), _RESNET_DEPTHS, _RESNET_OPTIONS, 18),
+    "r2d": _Entry(lambda **kw: build_video_resnet("r2d", **kw), _RESNET_DEPTHS, _RESNET_OPTIONS, 10),
     "s3d": _Entry(lambda **kw: build_inception("s3d", **kw)),
     "i3d": _Entry(lambda **kw: build_inception("i3d", **kw)),
 }
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """How to rebuild a backbone: ``build_backbone(backbone, width=, depth=, in_channels=)``.
+
+    ``depth`` is None for the fixed-depth architectures (c3d, s3d, i3d). ``spec.build()`` gives a
+    freshly initialised network; ``to_dict`` / ``from_dict`` are what ``networks.json`` stores.
+    """
+    backbone: str
+    width: int = 64
+    depth: int | None = None
+    in_channels: int = 3
+
+    def build(self, **kw: Any) -> "Backbone":
+        return build_backbone(self.backbone, width=self.width, depth=self.depth, in_channels=self.in_channels, **kw)
+
+    def validate(self) -> "NetworkSpec":
+        """Raise ``build_backbone``'s ValueError for a spec it would refuse, without building;
+        returns the spec with the depth resolved (e.g. r3d's default 18)."""
+        _, depth = _check(self.backbone, self.width, self.depth, self.in_channels, {})
+        return NetworkSpec(self.backbone, self.width, depth, self.in_channels)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, where: str = "network") -> "NetworkSpec":
+        """The spec in ``data`` (extra keys, such as ``file``, are ignored); ``where`` names it in errors."""
+        if not isinstance(data, Mapping) or not isinstance(data.get("backbone"), str):
+            raise ValueError(f"{where}: expected a mapping with a 'backbone' name, got {data!r}")
+        return cls(**{k: data[k] for k in ("backbone", "width", "depth", "in_channels") if k in data})
+
+    def describe(self) -> str:
+        """E.g. ``r3d-10 (width 64, 2 input channels)``."""
+        name = self.backbone if self.depth is None else f"{self.backbone}-{self.depth}"
+        return f"{name} (width {self.width}, {self.in_channels} input channels)"
 
 
 def build_backbone(
@@ -64,6 +107,17 @@ def build_backbone(
         ValueError: unknown name, a depth the architecture lacks, a width or in_channels < 1,
             or an option the architecture does not take; the message names the key.
     """
+    entry, depth = _check(name, width, depth, in_channels, kw)
+    if entry.depths:
+        kw["depth"] = depth
+    model = entry.build(width=width, in_channels=in_channels, **kw)
+    # A plain attribute, not state: what networks.json records to rebuild this network.
+    model.spec = NetworkSpec(name, width=width, depth=depth, in_channels=in_channels)
+    return model
+
+
+def _check(name: str, width: Any, depth: Any, in_channels: Any, kw: Mapping[str, Any]) -> tuple[_Entry, int | None]:
+    """Validate ``build_backbone``'s arguments without building; returns the entry and the depth."""
     entry = BACKBONES.get(name)
     if entry is None:
         raise ValueError(f"unknown backbone {name!r}; choose from {sorted(BACKBONES)}")
@@ -75,9 +129,10 @@ def build_backbone(
         allowed = sorted(entry.options) or "none"
         raise ValueError(f"backbone {name!r}: unknown option(s) {unknown}; allowed: {allowed}")
     if entry.depths:
-        if depth is not None and depth not in entry.depths:
+        if depth is None:
+            depth = entry.default_depth
+        if depth not in entry.depths:
             raise ValueError(f"backbone {name!r}: depth must be one of {list(entry.depths)}, got {depth!r}")
-        kw["depth"] = depth
     elif depth is not None:
         raise ValueError(f"backbone {name!r} has a fixed depth; leave depth unset (got {depth!r})")
-    return entry.build(width=width, in_channels=in_channels, **kw)
+    return entry, depth

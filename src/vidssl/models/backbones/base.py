@@ -63,6 +63,8 @@ class Backbone(nn.Module):
         out_dim: channels of ``p5``, the size of the pooled feature.
         accepts_images: True for frame-wise 2D networks (R2D): a 4-D input [N, C, H, W] is
             taken as a one-frame clip and stage maps come back 4-D.
+        spec: the ``NetworkSpec`` (backbone, width, depth, in_channels) that rebuilds this
+            network, set by ``build_backbone``; None for a backbone assembled by hand.
 
     Input is [N, C, T, H, W] in any memory format (contiguous or ``torch.channels_last_3d``);
     no op here forces a layout, so a model moved to channels_last_3d stays in it end to end.
@@ -83,6 +85,7 @@ class Backbone(nn.Module):
         self.name = name
         self.in_channels = in_channels
         self.accepts_images = accepts_images
+        self.spec = None  # set by build_backbone
         self.stages = nn.ModuleDict(stages)
         self.stage_dims = dict(stage_dims)
         self.out_dim = self.stage_dims["p5"]
