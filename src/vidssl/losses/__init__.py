@@ -9,6 +9,7 @@ from vidssl._lazy import lazy_exports
 
 _EXPORTS = {
     "info_nce": "contrastive",
+    "dsm_triplet_loss": "dsm", "dsm_contrastive_loss": "dsm",
     "pace_cls_loss": "pace", "pace_same_context_loss": "pace", "pace_same_pace_loss": "pace",
 }
 
