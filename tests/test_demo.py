@@ -17,10 +17,15 @@ TINY = ["model.width=4", "trainer.batch_size=8", "trainer.max_steps=3", "data.nu
 def test_demo_writes_the_table_and_reuses_finished_rows(tmp_path):
     out, data = tmp_path / "demo", tmp_path / "bench"
     rows = ["scene-only", "random", "supervised"]
-    results = run_demo(out, data, budget=20, methods=rows, preset="tiny", extra_overrides=TINY)
+    results = run_demo(out, data, methods=rows, preset="tiny", extra_overrides=TINY)
 
     saved = json.loads((out / "results.json").read_text())
     assert saved["wall_seconds"] > 0
+    # What the numbers depend on travels with them: steps taken, precision, seeds, machine.
+    run = saved.pop("run")
+    assert run["rows"]["supervised"]["steps"] == 3 and run["rows"]["supervised"]["precision"] == "32-true"
+    assert run["benchmark"] == {"preset": "tiny", "seed": 0} and run["machine"]["cores"] and not run["quick"]
+    assert "Budget: supervised 3 steps; precision 32-true" in (out / "results.md").read_text()
     for split in ("decorrelated", "biased"):
         assert list(saved[split]) == rows == list(results[split])
         for metrics in saved[split].values():
@@ -34,7 +39,7 @@ def test_demo_writes_the_table_and_reuses_finished_rows(tmp_path):
     assert len(list((out / "frame-cache" / "32x32").rglob("*.npy"))) == 32 + 32 + 32  # train, two test lists
 
     stamp = (out / "supervised" / "eval.json").stat().st_mtime_ns
-    again = run_demo(out, data, budget=20, methods=rows, preset="tiny", extra_overrides=TINY)
+    again = run_demo(out, data, methods=rows, preset="tiny", extra_overrides=TINY)
     assert again == results
     assert (out / "supervised" / "eval.json").stat().st_mtime_ns == stamp  # reused, not recomputed
 
@@ -66,3 +71,17 @@ def test_each_demo_column_is_scored_against_its_own_splits_train_list(tmp_path):
     assert {name: (train.name, test.name) for name, (train, test) in lists.items()} == {
         "decorrelated": ("ucf101-split1-train", "ucf101-split1-test"),
         "biased": ("ucf101-split2-train", "ucf101-split2-test")}
+
+
+def test_quick_demo_on_another_benchmark_seed_is_labelled_and_records_its_seeds(tmp_path, capsys):
+    out, data = tmp_path / "demo", tmp_path / "bench"
+    tiny = [o for o in TINY if not o.startswith("trainer.max_steps")]
+    run_demo(out, data, methods=["random", "supervised"], preset="tiny", extra_overrides=tiny, seed=3,
+             train_seed=5, quick=True, steps=2)
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["run"]["quick"] and saved["run"]["benchmark"]["seed"] == 3
+    assert {"steps": 2, "budget_steps": 2, "seed": 5}.items() <= saved["run"]["rows"]["supervised"].items()
+    assert json.loads((data / "benchmark.json").read_text())["seed"] == 3
+    assert "QUICK SMOKE RUN" in (out / "results.md").read_text() and "QUICK SMOKE RUN" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="--steps"):
+        run_demo(out, data, methods=["random"], preset="tiny", seed=3, steps=0)

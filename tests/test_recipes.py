@@ -15,6 +15,7 @@ import pytest
 from conftest import tiny_overrides
 from vidssl.cli import build_parser, main
 from vidssl.config import load_config
+from vidssl.methods.base import method_config
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = sorted(p for p in (REPO / "src" / "vidssl" / "configs").glob("*/*.yaml") if p.parent.name != "demo")
@@ -70,7 +71,11 @@ def test_documented_command_runs(recipe, tiny_benchmark, tmp_path):
         data = {"data.root": tmp_path / "k400", "data.csv": _kinetics_like(tiny_benchmark, tmp_path / "k400")}
     argv = [a for a in argv if a.split("=", 1)[0] not in data]
     keep = ("model.backbone", "model.depth")  # the recipe's network, only narrower
-    small = [o for o in tiny_overrides(tiny_benchmark, tmp_path / "run", **SMALL) if o.split("=", 1)[0] not in keep]
+    # Only the size keys the recipe's method has (method.max_pace is pace's alone).
+    paths, given = [REPO / c for c in build_parser().parse_args(argv).config], [f"{k}={v}" for k, v in data.items()]
+    method = load_config(paths, given).method["name"]
+    sizes = {k: v for k, v in SMALL.items() if not k.startswith("method.") or hasattr(method_config(method, {}), k[7:])}
+    small = [o for o in tiny_overrides(tiny_benchmark, tmp_path / "run", **sizes) if o.split("=", 1)[0] not in keep]
     small += [f"{k}={v}" for k, v in data.items()]
     assert main([*argv, *small]) == 0
     assert (tmp_path / "run" / "backbone.safetensors").is_file()

@@ -5,7 +5,7 @@
     vidssl evaluate RUN_DIR [key=value ...] [--network NAME] | --random -c CONFIG.yaml [key=value ...]
     vidssl extract {reencode,flow,motion-vectors,motion-map} ... [--frame-size HxW] [--size HxW]
     vidssl check-videos DIR_LIST_OR_CSV [--root ROOT] [--stream N] [--out report.json]
-    vidssl demo [--out runs/demo] [--budget 90]
+    vidssl demo [--quick] [--seed N --data DIR] [--train-seed N] [--steps N] [--methods a,b]
 
 ``key=value`` overrides may come before, between or after the options. Sizes are height x
 width everywhere, as ``data.frame_size: [H, W]``. Every command that produces numbers also
@@ -108,11 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="JSON report (default: check_videos.json here)")
 
     p = sub.add_parser("demo", help="the main job: every method on the embedded benchmark, one table")
-    p.add_argument("--out", default="runs/demo")
-    p.add_argument("--data", default="data/demo-benchmark")
-    p.add_argument("--budget", type=float, default=None, help="seconds of pretraining per method")
+    p.add_argument("--out", default=None, help="results folder (default runs/demo, runs/demo-seedN, runs/demo-quick)")
+    p.add_argument("--data", default=None,
+                   help="benchmark folder, generated when absent (default data/demo-benchmark[-seedN|-quick])")
+    p.add_argument("--seed", type=int, default=0, help="the benchmark's generation seed")
+    p.add_argument("--train-seed", type=int, default=None, help="trainer.seed of every trained row")
+    p.add_argument("--steps", type=int, default=None, help="optimiser steps of every trained row (default: each config's)")
+    p.add_argument("--quick", action="store_true", help="smoke run: a small benchmark, 20 steps per row, labelled as such")
     p.add_argument("--methods", default=None, help="comma-separated subset of rows to run")
-    p.add_argument("--preset", default="demo")
+    p.add_argument("--preset", default=None, help="benchmark preset (default demo; quick with --quick)")
     return parser
 
 
@@ -275,7 +279,12 @@ def _demo(args) -> int:
     from vidssl.demo import run_demo
 
     methods = args.methods.split(",") if args.methods else None
-    run_demo(out_dir=args.out, data_root=args.data, budget=args.budget, methods=methods, preset=args.preset)
+    # Each benchmark and training seed gets its own folders, so no run reuses (or deletes) another's rows.
+    bench = "-quick" if args.quick else (f"-seed{args.seed}" if args.seed else "")
+    train = f"-train{args.train_seed}" if args.train_seed is not None else ""
+    run_demo(out_dir=args.out or f"runs/demo{bench}{train}", data_root=args.data or f"data/demo-benchmark{bench}",
+             steps=args.steps, methods=methods, preset=args.preset or ("quick" if args.quick else "demo"),
+             seed=args.seed, train_seed=args.train_seed, quick=args.quick)
     return 0
 
 

@@ -42,6 +42,9 @@ DEMO_ROWS = ["scene-only", "motion-only", "random", "supervised", "supervised-un
              "dsm", "mcl", "cmd"]
 CALIBRATION = ("scene-only", "motion-only")
 UNTRAINED = (*CALIBRATION, "random")
+QUICK_STEPS = 20
+QUICK_LABEL = (f"QUICK SMOKE RUN ({QUICK_STEPS} steps per trained row): it checks that every row runs; "
+               "its numbers are not the benchmark's.")
 _CORES = os.cpu_count() or 1  # for the stages no training runs beside: generation, calibration, scoring
 
 EXPLANATION = """\
@@ -60,9 +63,15 @@ def demo_config_dir() -> Path:
 
 
 def run_demo(out_dir: str | os.PathLike = "runs/demo", data_root: str | os.PathLike = "data/demo-benchmark",
-             budget: float | None = None, methods: list[str] | None = None, preset: str = "demo",
-             extra_overrides: list[str] | None = None) -> dict:
-    """Generate the benchmark if absent, train and score every row, write the results files."""
+             steps: int | None = None, methods: list[str] | None = None, preset: str = "demo",
+             extra_overrides: list[str] | None = None, seed: int = 0, train_seed: int | None = None,
+             quick: bool = False) -> dict:
+    """Generate the benchmark if absent, train and score every row, write the results files.
+
+    ``steps`` replaces every trained row's step budget (the configs' ``trainer.max_steps``);
+    ``seed`` is the benchmark's generation seed, ``train_seed`` the rows' ``trainer.seed``;
+    ``quick`` is a smoke run: ``QUICK_STEPS`` steps per trained row, and the table says so.
+    """
     from vidssl.data.synthetic import generate_benchmark
     from vidssl.eval.report import format_table, write_results
 
@@ -71,13 +80,19 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", data_root: str | os.PathL
     unknown = sorted(set(methods or []) - set(DEMO_ROWS))
     if unknown:
         raise ValueError(f"--methods: unknown row(s) {', '.join(unknown)}; available: {', '.join(DEMO_ROWS)}")
+    if steps is not None and (isinstance(steps, bool) or int(steps) != steps or steps < 1):
+        raise ValueError(f"--steps must be a positive integer, got {steps!r}")
+    if quick and steps is None:
+        steps = QUICK_STEPS
     rows = [r for r in DEMO_ROWS if (methods is None or r in methods) and _row_available(r)]
-    generate_benchmark(data_root, preset=preset, seed=0, workers=_CORES)
+    generate_benchmark(data_root, preset=preset, seed=seed, workers=_CORES)
     # Every row reads the same videos: decoding each once into a frame cache keeps the loader
     # from competing with training for the two cores (see vidssl.video.frame_cache).
     overrides = [f"data.root={data_root}", f"data.frame_cache={out_dir / 'frame-cache'}"] + list(extra_overrides or [])
-    if budget is not None:
-        overrides.append(f"trainer.max_time_seconds={budget}")
+    if steps is not None:
+        overrides.append(f"trainer.max_steps={int(steps)}")
+    if train_seed is not None:
+        overrides.append(f"trainer.seed={int(train_seed)}")
 
     configs = {row: _row_config(row, overrides + [f"run_dir={out_dir / row}"]) for row in rows}
     finished = {row: metrics for row in rows if (metrics := _finished_metrics(row, configs[row])) is not None}
@@ -104,11 +119,61 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", data_root: str | os.PathL
         score(row)
 
     wall = time.perf_counter() - started
-    write_results(results, out_dir, wall, explanation=EXPLANATION)
+    run = _run_record(configs, trained, preset=preset, seed=seed, quick=quick)
+    write_results(results, out_dir, wall, explanation=_explanation(run), run=run)
     print()
+    if quick:
+        print(QUICK_LABEL)
+    print(_budget_line(run))
     print(format_table(results))
     print(f"\nwall time {wall:.0f} s; results in {out_dir}/results.md, results.json, results.png")
     return results
+
+
+def _run_record(configs: dict, trained: list[str], *, preset: str, seed: int, quick: bool) -> dict:
+    """What the table depends on, for results.json: machine, benchmark, and per trained row its
+    steps, precision and seed (the steps its run actually took, from pretrain_summary.json)."""
+    rows = {}
+    for row in trained:
+        cfg = configs[row]
+        summary_path = Path(cfg.run_dir) / "pretrain_summary.json"
+        summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+        rows[row] = {"steps": summary.get("steps"), "budget_steps": cfg.trainer.max_steps,
+                     "precision": cfg.trainer.precision, "seed": cfg.trainer.seed,
+                     "backbone": f"{cfg.model.backbone}-{cfg.model.depth} width {cfg.model.width}",
+                     "train_seconds": summary.get("wall_seconds")}
+    return {"quick": bool(quick), "benchmark": {"preset": preset, "seed": int(seed)}, "rows": rows,
+            "machine": _machine()}
+
+
+def _machine() -> dict:
+    import platform
+
+    model = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+            "platform": platform.platform()}
+
+
+def _budget_line(run: dict) -> str:
+    """The table header's budget: the self-supervised rows' shared step budget and the others'."""
+    budgets = {row: info["budget_steps"] for row, info in run["rows"].items()}
+    ssl = sorted({b for row, b in budgets.items() if not row.startswith("supervised")})
+    parts = [f"self-supervised rows {'/'.join(map(str, ssl))} steps"] if ssl else []
+    parts += [f"{row} {b} steps" for row, b in budgets.items() if row.startswith("supervised")]
+    precisions = sorted({info["precision"] for info in run["rows"].values()})
+    return ("Budget: " + ", ".join(parts) + (f"; precision {'/'.join(precisions)}" if precisions else "")
+            + f"; benchmark {run['benchmark']['preset']} seed {run['benchmark']['seed']}") if parts else ""
+
+
+def _explanation(run: dict) -> str:
+    lines = [QUICK_LABEL, ""] if run["quick"] else []
+    budget = _budget_line(run)
+    return "\n".join(lines + ([budget, ""] if budget else []) + [EXPLANATION])
 
 
 def _row_available(row: str) -> bool:

@@ -94,7 +94,8 @@ class SignalSpec:
 
     kind: "flow", "motion-vectors" or "motion-map".
     flow_method: "dis" or "tvl1" (flow and motion-map).
-    size: (H, W) the frames are resized to before flow, None = native (flow and motion-map).
+    size: (H, W) the frames are resized to before flow, None = native (flow and motion-map);
+        spec.json then also records the reader's ``RESIZE_METHOD``.
     flow_dtype: "uint8" (+-20 px bound) or "float16" (flow).
     mv_downsample: grid step of stored motion vectors in pixels (motion-vectors).
     """
@@ -125,6 +126,10 @@ class SignalSpec:
             out["size"] = list(out["size"])
         if self.kind == "flow" and self.flow_dtype == "uint8":
             out["flow_bound"] = FLOW_BOUND
+        if out.get("size") is not None:  # flow of resized frames depends on how they were resized
+            from vidssl.video.reader import RESIZE_METHOD
+
+            out["resize"] = RESIZE_METHOD
         return out
 
 
@@ -354,18 +359,30 @@ class SignalSource:
         return out.reshape(indices.shape + out.shape[1:]), self._encoding()
 
     def stats(self, path: str) -> dict[str, np.ndarray]:
-        """Whole-video statistics of a motion-map source (``{}`` for other kinds): ``"t_motion"``
-        float32 [N], MCL eq. (2)'s per-frame T-motion of the stored maps.
+        """Whole-video statistics of a motion-map source: ``"t_motion"`` float32 [N], MCL eq. (2)'s
+        per-frame T-motion of the stored maps; of a motion-vector source: ``"mv_t_motion"``, the
+        same of eq. (1) on the delivered vectors (MCL's temporal sampling on the cheap motion
+        source); ``{}`` for flow.
 
         From the cache when it holds the video; otherwise computed from the whole video once
         per process (a decode and N flow pairs) and remembered, since it does not change
         between epochs (a few bytes per video).
         """
-        if self.spec.kind != "motion-map":
-            return {}
         known = self._stats.get(path)
         if known is not None:
             return known
+        if self.spec.kind == "motion-vectors":  # "mv_t_motion": the same T-motion of eq. (1) on the vectors
+            from vidssl.video.flow import motion_map
+
+            stored = self._stored(path)
+            if stored is None:  # decoded once; the item's own motion-vector request reuses it
+                stored = compute_video_signal(path, self.spec, stream=self.video_stream)
+                self._memo_set(path, {**stored, "_decoded_frames": len(stored["motion_vectors"])})
+            vectors = self._vectors(path, np.arange(len(stored["motion_vectors"])), accumulated=False)
+            self._stats[path] = {"mv_t_motion": motion_map(vectors).mean(axis=(1, 2)).astype(np.float32)}
+            return self._stats[path]
+        if self.spec.kind != "motion-map":
+            return {}
         stored = self._stored(path)
         if stored is None:
             stored = compute_video_signal(path, self.spec, stream=self.video_stream)

@@ -50,17 +50,19 @@ def format_table(results: Results, metrics: tuple[str, ...] = TABLE_METRICS) -> 
 
 
 def write_results(results: Results, out_dir: str | os.PathLike, wall_seconds: float,
-                  explanation: str = "") -> dict[str, Path]:
+                  explanation: str = "", run: dict | None = None) -> dict[str, Path]:
     """Write results.json, results.md and results.png into ``out_dir``; returns their paths.
 
-    results.json holds ``split -> method -> metric`` plus a top-level ``"wall_seconds"``;
+    results.json holds ``split -> method -> metric`` plus a top-level ``"wall_seconds"`` and, when
+    given, ``"run"`` (what the numbers depend on: machine, budgets, precision, seeds);
     results.md holds ``explanation`` (a paragraph the caller writes: what was run and what the
     numbers show) above the table; results.png is a grouped bar chart of R@1 and linear top-1
     per method, one panel per split. Every file is written atomically, so an interrupted run
     never leaves a truncated report next to a complete one.
     """
-    if "wall_seconds" in results:
-        raise ValueError("'wall_seconds' is reserved for the run time in results.json; rename that split")
+    for reserved in ("wall_seconds", "run"):
+        if reserved in results:
+            raise ValueError(f"{reserved!r} is reserved in results.json; rename that split")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     payload = {split: {method: {metric: _json_number(f"{split}/{method}/{metric}", value)
@@ -68,6 +70,8 @@ def write_results(results: Results, out_dir: str | os.PathLike, wall_seconds: fl
                        for method, metrics in by_method.items()}
                for split, by_method in results.items()}
     payload["wall_seconds"] = float(wall_seconds)
+    if run is not None:
+        payload["run"] = run  # what the numbers depend on: machine, budget, precision, seeds
 
     paths = {"json": out_dir / "results.json", "md": out_dir / "results.md", "png": out_dir / "results.png"}
     write_bytes_atomic(paths["json"], (json.dumps(payload, indent=2, allow_nan=False) + "\n").encode())

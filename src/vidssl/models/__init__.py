@@ -13,6 +13,7 @@ _EXPORTS = {
     "MLPHead": "heads",
     "LinearHead": "heads",
     "L2Normalize": "heads",
+    "TransformerPredictor": "predictors", "ConvGRUPredictor": "predictors", "feature_grid": "predictors",
 }
 
 __getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -10,8 +10,9 @@ extracted JPEG frames, without JPEG's loss and without a separate extraction ste
 decodes the whole video with ``VideoReader`` and stores it, so the first epoch fills the cache.
 
 Files: ``<cache_dir>/<H>x<W>/<k[:2]>/<k>.npy`` (``native`` instead of ``<H>x<W>`` when frames
-keep their size), where ``k`` hashes the video's resolved path, size and modification time: a
-replaced or re-encoded video gets a new key instead of a stale file. Files are written to a
+keep their size), where ``k`` hashes the video's resolved path, size and modification time (and,
+for resized frames, the reader's ``RESIZE_METHOD``): a replaced or re-encoded video, or a changed
+resize method, gets a new key instead of a stale file. Files are written to a
 temporary name and renamed into place, so concurrent workers and killed jobs never leave a
 half-written file; a damaged one is reported, deleted and decoded again. When the disk is
 full (or read-only) the frames are still served, decoded, with one warning.
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from vidssl.io import atomic_path
-from vidssl.video.reader import VideoReader, VideoReadError
+from vidssl.video.reader import RESIZE_METHOD, VideoReader, VideoReadError
 
 __all__ = ["FrameCache", "FrameCacheWarning"]
 
@@ -64,7 +65,8 @@ class FrameCache:
             st = path.stat()
         except OSError as err:
             raise VideoReadError(video_path, f"cannot stat the file ({err.strerror or err})") from None
-        key = hashlib.sha1(f"{path}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()
+        method = "" if self.frame_size is None else f"\0{RESIZE_METHOD}"  # native keys unchanged
+        key = hashlib.sha1(f"{path}\0{st.st_size}\0{st.st_mtime_ns}{method}".encode()).hexdigest()
         return self.dir / key[:2] / f"{key}.npy"
 
     def frames(self, video_path: str | os.PathLike) -> np.ndarray:

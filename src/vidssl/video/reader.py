@@ -52,7 +52,7 @@ from typing import Callable, Iterator, Sequence
 
 import av
 import av.error
-from av.video.reformatter import VideoReformatter
+from av.video.reformatter import Interpolation, VideoReformatter
 import numpy as np
 
 from vidssl.video import bitstream
@@ -75,6 +75,16 @@ _AV_ERRORS = AV_ERRORS
 
 # AVPictureType -> 'I' / 'P' / 'B' (S -> P, SI -> I, SP -> P, BI -> B).
 _PICT_TYPE = {1: "I", 2: "P", 3: "B", 4: "P", 5: "I", 6: "P", 7: "B"}
+
+# How ``VideoReader(size=...)`` resizes: swscale's area filter, applied in the same pass that
+# converts YUV to RGB (chroma interpolated to full horizontal resolution first); decord too scales
+# inside swscale.
+# Against cv2.INTER_AREA of the full-size RGB frame: mean abs difference about 1.2 (of 255) on
+# 320x240 -> 112x112, 99% of values within 4. RESIZE_METHOD names it where resized frames or
+# what is computed from them are stored (FrameCache keys, signal cache specs): a change of method
+# must not mix old and new pixels.
+RESIZE_FLAGS = Interpolation.AREA | Interpolation.FULL_CHR_H_INT
+RESIZE_METHOD = "swscale-area"
 
 
 class VideoReadError(Exception):
@@ -141,7 +151,8 @@ class _FrameIndex:
 class VideoReader:
     """Random access to the frames of one video file.
 
-    ``size=(H, W)`` resizes every output frame exactly with ``cv2.INTER_AREA``. Attributes:
+    ``size=(H, W)`` resizes every output frame with swscale's area filter while converting it to
+    RGB (``RESIZE_FLAGS``; within about 1.2 mean abs of ``cv2.INTER_AREA``, 3x cheaper). Attributes:
     ``path``, ``num_frames`` (frames that really decode), ``fps``, ``size`` (H, W of output
     frames), ``codec``, ``frames_decoded`` (decoder output so far, for measuring cost),
     ``expected_frames`` (frames the demuxed packets promise; more than ``num_frames`` after
@@ -683,15 +694,16 @@ class VideoReader:
         # One reformatter per reader, one swscale thread: frame.to_ndarray(format=...) builds a
         # new swscale context for every frame (6x the conversion itself on 64x64 clips), and
         # swscale's own threads only contend with the decoder and the other loader workers.
+        # Resizing happens inside that same swscale pass (RESIZE_FLAGS): converting at full size
+        # and then resizing with cv2.INTER_AREA cost 3-4x as much at 320x240 -> 112x112.
         if self._reformatter is None:
             self._reformatter = VideoReformatter()
-        rgb = self._reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()
-        if self._resize or rgb.shape[:2] != self.size:
-            import cv2  # only readers that resize load OpenCV
-
-            cv2.resize(rgb, (self.size[1], self.size[0]), dst=out, interpolation=cv2.INTER_AREA)
+        if self._resize or (frame.height, frame.width) != self.size:
+            rgb = self._reformatter.reformat(frame, width=self.size[1], height=self.size[0], format="rgb24",
+                                             interpolation=RESIZE_FLAGS, threads=1)
         else:
-            out[...] = rgb
+            rgb = self._reformatter.reformat(frame, format="rgb24", threads=1)
+        out[...] = rgb.to_ndarray()
 
     def _frame_rate(self) -> float:
         for rate in (self._stream.average_rate, self._stream.guessed_rate):

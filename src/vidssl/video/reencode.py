@@ -17,10 +17,10 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-import cv2
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
-from vidssl.video.reader import VideoReader, VideoReadError
+from vidssl.video.reader import RESIZE_FLAGS, VideoReader, VideoReadError
 from vidssl.video.writer import write_video
 
 __all__ = ["COVIAR_SIZE", "reencode_video", "reencoded_name"]
@@ -41,7 +41,7 @@ def reencode_video(src: str | os.PathLike, dst: str | os.PathLike, *, size: tupl
 
     Args:
         size: (height, width) of the output, e.g. :data:`COVIAR_SIZE`; None keeps the size.
-            Frames are resized with ``cv2.INTER_AREA`` (as :class:`VideoReader` does).
+            Frames are resized as :class:`VideoReader` resizes them (swscale's area filter).
         gop: frames per group of pictures (an I-frame every ``gop`` frames).
         qscale: MPEG-4 quantiser, 1 (best, CoViAR's ``-q:v 1``) to 31.
 
@@ -65,10 +65,12 @@ def reencode_video(src: str | os.PathLike, dst: str | os.PathLike, *, size: tupl
 
 
 def _rgb_frames(reader: VideoReader, size) -> Iterator[np.ndarray]:
-    """Every decoded frame as RGB, resized with ``cv2.INTER_AREA`` (as ``VideoReader(size=...)``);
+    """Every decoded frame as RGB, resized as ``VideoReader(size=...)`` resizes (``RESIZE_FLAGS``);
     damage part-way keeps the frames before it, as the reader does."""
+    reformatter = VideoReformatter()
     for frame in reader.frames():
-        rgb = frame.to_ndarray(format="rgb24")
-        if size is not None and rgb.shape[:2] != tuple(size):
-            rgb = cv2.resize(rgb, (int(size[1]), int(size[0])), interpolation=cv2.INTER_AREA)
-        yield rgb
+        if size is not None and (frame.height, frame.width) != tuple(size):
+            yield reformatter.reformat(frame, width=int(size[1]), height=int(size[0]), format="rgb24",
+                                       interpolation=RESIZE_FLAGS, threads=1).to_ndarray()
+        else:
+            yield frame.to_ndarray(format="rgb24")
