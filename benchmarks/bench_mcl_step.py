@@ -1,0 +1,99 @@
+"""Cost of MCL's step against a MoCo step of the same backbone and batch, measured in one run.
+
+A step is the method's forward (augmentation on the device, query and key encoders, queue) and
+the backward of its loss, with an SGD update. Timed, interleaved round by round:
+
+  * moco: ``vidssl.methods.moco`` (random crops);
+  * mcl none: MCL's motion-focused views (the batched box search on the S-motion, one transfer)
+    and MoCo's loss, no alignment loss: the cost of section 3.2;
+  * mcl v1: plus eq. (4) on the last convolution's feature map (first order only);
+  * mcl v3: the default, eq. (7) on the weighted gradient map: ``torch.autograd.grad`` of
+    ``q . k+`` w.r.t. that map with ``create_graph=True``, then the second-order backward.
+
+Printed: ms per step (median and best of the rounds after a warm-up; on shared cores the best is
+the steadier figure) and each as a ratio over moco. The
+target is mcl v3 / moco <= 1.3: between the map and ``q`` lie only the last block's BN, shortcut
+add and ReLU, the global pool and the MLP head, so the extra backward pass is short.
+
+    .venv/bin/python benchmarks/bench_mcl_step.py [--backbone r3d] [--depth 10] [--width 16] [--batch 16]
+        [--frames 8] [--size 64] [--crop 56] [--steps 8] [--threads 1] [--device cpu]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from vidssl.data.augment import ClipAugment
+from vidssl.methods.base import build_method, method_config
+from vidssl.models import build_backbone
+
+
+def build(args, name, **method):
+    torch.manual_seed(0)
+    kw = {"depth": args.depth} if args.backbone.startswith("r") else {}
+    backbone = build_backbone(args.backbone, width=args.width, **kw)
+    common = {"queue_size": 4096, "proj_hidden": 2048, "proj_dim": 128, "clip_len": args.frames}
+    cfg = method_config(name, {"name": name, **common, **method})
+    model = build_method(name, backbone, cfg, 8, ClipAugment(crop_size=args.crop)).to(args.device)
+    return model, torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9)
+
+
+def step(model, opt, batch, device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    out = model(batch)
+    opt.zero_grad(set_to_none=True)
+    out["loss"].backward()
+    opt.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backbone", default="r3d")
+    parser.add_argument("--depth", type=int, default=10)
+    parser.add_argument("--width", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--size", type=int, default=64, help="delivered frame side")
+    parser.add_argument("--crop", type=int, default=56)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    g = torch.Generator().manual_seed(0)
+    b, t, s = args.batch, args.frames, args.size
+    clips = torch.randint(0, 256, (b, 2, t, s, s, 3), dtype=torch.uint8, generator=g).to(device)
+    motion = torch.zeros(b, 2, t, s, s)
+    motion[..., s // 8:s // 2, s // 3:s - s // 8] = torch.rand(b, 2, t, s // 2 - s // 8, s - s // 8 - s // 3, generator=g)
+    motion = motion.to(device)
+    variants = {"moco": build(args, "moco"), "mcl none": build(args, "mcl", alignment="none"),
+                "mcl v1": build(args, "mcl", alignment="v1"), "mcl v3": build(args, "mcl", alignment="v3")}
+    times = {name: [] for name in variants}
+    for i in range(args.steps + 1):
+        for name, (model, opt) in variants.items():
+            batch = {"clips": clips, "index": torch.arange(b), "generator": torch.Generator().manual_seed(i),
+                     "epoch": 0.0, **({"motion": motion} if name.startswith("mcl") else {})}
+            elapsed = step(model, opt, batch, device)
+            if i:  # the first round warms up
+                times[name].append(elapsed)
+    print(f"{args.backbone}-{args.depth if args.backbone.startswith('r') else ''} width {args.width}, batch {b} x 2 "
+          f"views x {t} frames, {s} px -> {args.crop} px, {args.device}, {args.threads} threads, "
+          f"median of {args.steps} steps")
+    base, best = statistics.median(times["moco"]), min(times["moco"])
+    for name, values in times.items():
+        med = statistics.median(values)
+        print(f"{name:10s} median {med * 1000:8.1f} ms/step  ratio to moco {med / base:5.2f}x   "
+              f"best {min(values) * 1000:8.1f} ms/step  ratio {min(values) / best:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()
