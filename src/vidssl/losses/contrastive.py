@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["info_nce", "info_nce_logits"]
+__all__ = ["info_nce", "info_nce_logits", "queue_logits"]
 
 
 def info_nce_logits(query: torch.Tensor, positive_key: torch.Tensor,
@@ -26,15 +26,21 @@ def info_nce_logits(query: torch.Tensor, positive_key: torch.Tensor,
         if negative_mask is not None:
             raise ValueError("negative_mask needs explicit negatives (a queue)")
         return q @ k.t()
-    n = F.normalize(negatives.float(), dim=1)
     l_pos = (q * k).sum(dim=1, keepdim=True)
-    l_neg = q @ n.t()
+    return torch.cat([l_pos, queue_logits(q, negatives, negative_mask)], dim=1)
+
+
+def queue_logits(query: torch.Tensor, negatives: torch.Tensor,
+                 negative_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Cosine logits [N, K] of ``query`` [N, D] (already L2-normalised, fp32) against a queue
+    ``negatives`` [K, D]; entries where ``negative_mask`` (bool [N, K]) is True are -inf."""
+    l_neg = query @ F.normalize(negatives.float(), dim=1).t()
     if negative_mask is not None:
         if negative_mask.shape != l_neg.shape:
             raise ValueError(f"negative_mask must be [N, K] = {tuple(l_neg.shape)}, "
                              f"got {tuple(negative_mask.shape)}")
         l_neg = l_neg.masked_fill(negative_mask.to(device=l_neg.device, dtype=torch.bool), float("-inf"))
-    return torch.cat([l_pos, l_neg], dim=1)
+    return l_neg
 
 
 def info_nce(query: torch.Tensor, positive_key: torch.Tensor, negatives: torch.Tensor | None = None,

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from vidssl.losses.contrastive import queue_logits
+
 __all__ = ["dsm_triplet_loss", "dsm_contrastive_loss", "dsm_contrastive_logits"]
 
 
@@ -45,17 +47,11 @@ def dsm_contrastive_logits(z_a: torch.Tensor, z_p: torch.Tensor, z_n: torch.Tens
     if queue.dim() != 2 or queue.shape[1] != z_a.shape[1]:
         raise ValueError(f"dsm_contrastive_loss: queue must be [K, {z_a.shape[1]}], got {tuple(queue.shape)}")
     with torch.autocast(device_type=z_a.device.type, enabled=False):
-        a, p, q = (F.normalize(z.float(), dim=1) for z in (z_a, z_p, queue))
+        a, p = (F.normalize(z.float(), dim=1) for z in (z_a, z_p))
         columns = [(a * p).sum(1, keepdim=True)]
         if z_n is not None:
             columns.append((a * F.normalize(z_n.float(), dim=1)).sum(1, keepdim=True))
-        l_queue = a @ q.t()
-        if negative_mask is not None:
-            if negative_mask.shape != l_queue.shape:
-                raise ValueError(f"dsm_contrastive_loss: negative_mask must be [N, K] = {tuple(l_queue.shape)}, "
-                                 f"got {tuple(negative_mask.shape)}")
-            l_queue = l_queue.masked_fill(negative_mask.to(device=l_queue.device, dtype=torch.bool), float("-inf"))
-        return torch.cat([*columns, l_queue], dim=1)
+        return torch.cat([*columns, queue_logits(a, queue, negative_mask)], dim=1)
 
 
 def dsm_contrastive_loss(z_a: torch.Tensor, z_p: torch.Tensor, z_n: torch.Tensor | None, queue: torch.Tensor,
