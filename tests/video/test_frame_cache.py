@@ -111,3 +111,13 @@ def test_an_unwritable_cache_warns_once_and_serves_decoded_frames(video, tmp_pat
 def test_frame_size_must_be_positive(tmp_path):
     with pytest.raises(ValueError, match="frame_size"):
         FrameCache(tmp_path, (0, 32))
+
+
+def test_a_named_stream_is_cached_apart_from_the_default_one(tmp_path):
+    from test_reader import write_two_stream_video
+
+    path = write_two_stream_video(tmp_path / "two.mkv")
+    default, second = FrameCache(tmp_path / "cache", (16, 16)), FrameCache(tmp_path / "cache", (16, 16), stream=0)
+    assert default.path_for(path) != second.path_for(path)
+    assert abs(float(default.frames(path).mean()) - 200) < 8 and abs(float(second.frames(path).mean()) - 50) < 8
+    assert abs(float(FrameCache(tmp_path / "cache", (16, 16), stream=0).frames(path).mean()) - 50) < 8  # from disk

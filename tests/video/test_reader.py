@@ -524,8 +524,8 @@ def test_mpeg4_vol_parser_finds_the_time_resolution(tmp_path, fps, resolution):
     assert bitstream.mpeg4_vop_coded(nvop(3, resolution), resolution) is False
 
 
-def test_two_video_streams_read_the_named_one_default_the_best(tmp_path, caplog):
-    path = tmp_path / "two.mkv"
+def write_two_stream_video(path):
+    """Two mpeg4 streams in one MKV: stream 0 is 32x32 grey 50, stream 1 (the best) 64x48 grey 200."""
     with av.open(str(path), "w") as c:
         streams = []
         for width, height in ((32, 32), (64, 48)):  # the small one first: "first" is not "best"
@@ -540,6 +540,11 @@ def test_two_video_streams_read_the_named_one_default_the_best(tmp_path, caplog)
         for s in streams:
             for packet in s.encode(None):
                 c.mux(packet)
+    return path
+
+
+def test_two_video_streams_read_the_named_one_default_the_best(tmp_path, caplog):
+    path = write_two_stream_video(tmp_path / "two.mkv")
     with caplog.at_level("INFO", logger="vidssl.video.reader"):
         with VideoReader(path) as reader:
             assert (reader.stream, reader.size, reader.num_frames) == (1, (48, 64), 6)

@@ -216,12 +216,4 @@ def frame_cache_from_config(data) -> FrameCache | None:
         return None
     size = tuple(data.frame_size) if data.frame_size else None
     stream = data.get("video_stream") if hasattr(data, "get") else getattr(data, "video_stream", None)
-    if stream is None:
-        return FrameCache(data.frame_cache, size)
-    import inspect
-
-    if "stream" not in inspect.signature(FrameCache).parameters:
-        from vidssl.config import ConfigError
-
-        raise ConfigError("data.video_stream: data.frame_cache cannot cache a chosen stream yet; unset one of them")
     return FrameCache(data.frame_cache, size, stream=stream)

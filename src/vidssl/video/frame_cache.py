@@ -37,14 +37,17 @@ class FrameCacheWarning(UserWarning):
 
 
 class FrameCache:
-    """Decoded frames of videos at ``frame_size`` (H, W), or native size with ``None``, under ``cache_dir``."""
+    """Decoded frames of videos at ``frame_size`` (H, W), or native size with ``None``, under ``cache_dir``;
+    ``stream`` names the video stream as ``VideoReader`` does (None: the best one)."""
 
-    def __init__(self, cache_dir: str | os.PathLike, frame_size: tuple[int, int] | None = None):
+    def __init__(self, cache_dir: str | os.PathLike, frame_size: tuple[int, int] | None = None,
+                 stream: int | None = None):
         if frame_size is not None:
             frame_size = (int(frame_size[0]), int(frame_size[1]))
             if min(frame_size) <= 0:
                 raise ValueError(f"frame_size must be positive (H, W), got {frame_size}")
         self.frame_size = frame_size
+        self.stream = None if stream is None else int(stream)
         self.dir = Path(cache_dir) / ("native" if frame_size is None else f"{frame_size[0]}x{frame_size[1]}")
         self._write_failed = False  # warn about an unwritable cache once per process
         # Per-process memos, both small (one entry per video). Resolving a path walks every
@@ -66,7 +69,8 @@ class FrameCache:
         except OSError as err:
             raise VideoReadError(video_path, f"cannot stat the file ({err.strerror or err})") from None
         method = "" if self.frame_size is None else f"\0{RESIZE_METHOD}"  # native keys unchanged
-        key = hashlib.sha1(f"{path}\0{st.st_size}\0{st.st_mtime_ns}{method}".encode()).hexdigest()
+        stream = "" if self.stream is None else f"\0stream{self.stream}"  # the default stream's keys unchanged
+        key = hashlib.sha1(f"{path}\0{st.st_size}\0{st.st_mtime_ns}{method}{stream}".encode()).hexdigest()
         return self.dir / key[:2] / f"{key}.npy"
 
     def frames(self, video_path: str | os.PathLike) -> np.ndarray:
@@ -78,7 +82,7 @@ class FrameCache:
         cached = self._load(target)
         if cached is not None:
             return cached
-        with VideoReader(video_path, size=self.frame_size) as reader:
+        with VideoReader(video_path, size=self.frame_size, stream=self.stream) as reader:
             frames = reader.read_all()
         if frames.shape[0] == 0:
             raise VideoReadError(video_path, "no decodable frames")
