@@ -150,9 +150,10 @@ def pretrain(cfg, *, resume: bool = False, callbacks: list[L.Callback] | None = 
         enable_progress_bar=tr.progress, enable_model_summary=False, use_distributed_sampler=False,
         num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=str(run_dir),
     )
-    trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
+    # weights_only: a checkpoint is tensors and plain containers; one that carries code is refused.
+    trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None, weights_only=True)
     # Lightning saves every N steps; the end of the run (max_steps or max_time) is saved here.
-    trainer.save_checkpoint(str(last))
+    trainer.save_checkpoint(str(last), weights_only=False)  # the whole training state, for --resume
     # A spawn launcher set the plan up in its children only; this process then asks the trainer.
     world = module.world_size or trainer.num_devices * trainer.num_nodes
     lr, total_steps, spe = plan.resolve(world)
