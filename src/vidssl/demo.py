@@ -133,6 +133,8 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", data_root: str | os.PathL
 def _run_record(configs: dict, trained: list[str], *, preset: str, seed: int, quick: bool) -> dict:
     """What the table depends on, for results.json: machine, benchmark, and per trained row its
     steps, precision and seed (the steps its run actually took, from pretrain_summary.json)."""
+    from vidssl.methods.base import backbone_spec
+
     rows = {}
     for row in trained:
         cfg = configs[row]
@@ -140,7 +142,7 @@ def _run_record(configs: dict, trained: list[str], *, preset: str, seed: int, qu
         summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
         rows[row] = {"steps": summary.get("steps"), "budget_steps": cfg.trainer.max_steps,
                      "precision": cfg.trainer.precision, "seed": cfg.trainer.seed,
-                     "backbone": f"{cfg.model.backbone}-{cfg.model.depth} width {cfg.model.width}",
+                     "backbone": backbone_spec(cfg.model).describe(),
                      "train_seconds": summary.get("wall_seconds")}
     return {"quick": bool(quick), "benchmark": {"preset": preset, "seed": int(seed)}, "rows": rows,
             "machine": _machine()}

@@ -50,6 +50,7 @@ from kornia.filters import gaussian_blur2d
 from vidssl.data.geometry import (
     GeometryParams,
     TPSParams,
+    _check_sizes,
     crop_resize_flip,
     host_constant,
     resample,
@@ -214,7 +215,7 @@ class ClipAugment:
         CPU, as ``sample_params`` returns them).
         """
         n, t, h, w = _check_clips(clips)
-        _check_params(params, n, (h, w))
+        _check_sizes(params, n, (h, w), "clips")
         params = params.to("cpu")
         # One grid per clip: the clip's T frames are 3T channels of one image.
         frames = clips.permute(0, 1, 4, 2, 3).reshape(n, t * 3, h, w).float().div_(255.0)
@@ -331,13 +332,6 @@ def _check_clips(clips: torch.Tensor) -> tuple[int, int, int, int]:
         raise TypeError(f"clips must be uint8 (as the loader delivers them), got {clips.dtype}")
     n, t, h, w, _ = clips.shape
     return n, t, h, w
-
-
-def _check_params(params: AugmentParams, n: int, size: tuple[int, int]) -> None:
-    if len(params) != n:
-        raise ValueError(f"params were drawn for {len(params)} clips, got {n}")
-    if tuple(params.input_size) != tuple(size):
-        raise ValueError(f"params were drawn for {params.input_size} frames, clips are {size}")
 
 
 def _pair(name: str, value) -> tuple[float, float]:

@@ -82,6 +82,12 @@ class Catalog:
     def paths(self) -> list[str]:
         return [r.path for r in self.records]
 
+    def subset(self, indices, what: str) -> "Catalog":
+        """The records at ``indices`` (with their groups, each video its own when None), named ``NAME-what``."""
+        groups = self.groups if self.groups is not None else self.paths()
+        return Catalog([self.records[i] for i in indices], list(self.classes), f"{self.name}-{what}",
+                       [groups[i] for i in indices])
+
 
 # --------------------------------------------------------------------------------------------
 # UCF101
@@ -398,12 +404,7 @@ def holdout_split(catalog: Catalog, test_fraction: float, seed: int = 0) -> tupl
         warnings.warn(f"{catalog.name}: class(es) {', '.join(no_train[:_MISSING_SHOWN])} have no training videos "
                       f"after the split (one group holds them all)", stacklevel=2)
 
-    def side(mask: np.ndarray, what: str) -> Catalog:
-        keep = np.flatnonzero(mask)
-        return Catalog([catalog.records[i] for i in keep], list(catalog.classes), f"{catalog.name}-{what}",
-                       [groups[i] for i in keep])
-
-    return side(~is_test, "train"), side(is_test, "test")
+    return catalog.subset(np.flatnonzero(~is_test), "train"), catalog.subset(np.flatnonzero(is_test), "test")
 
 
 _BUILDERS: dict[str, Callable[..., Catalog]] = {

@@ -112,7 +112,7 @@ class VideoDataset(Dataset):
                              f"{frame_size}")
         cached_stream = getattr(frame_cache, "stream", None)
         if frame_cache is not None and video_stream is not None and cached_stream != video_stream:
-            raise ValueError(f"frame_cache holds frames of stream {getattr(frame_cache, 'stream', None)}, the dataset "
+            raise ValueError(f"frame_cache holds frames of stream {cached_stream}, the dataset "
                              f"reads video stream {video_stream}")
         signals = dict(signals or {})
         for name, fn in signals.items():

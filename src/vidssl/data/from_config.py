@@ -146,13 +146,7 @@ def _held_out(full: Catalog, data, split_file) -> tuple[Catalog, Catalog]:
     if not keep["train"] or not keep["test"]:
         raise ValueError(f"{split_file}: none of its {'train' if not keep['train'] else 'test'} videos are in "
                          f"the dataset at {root}")
-
-    def part(indices: list[int], what: str) -> Catalog:
-        groups = full.groups or full.paths()
-        return Catalog([full.records[i] for i in indices], list(full.classes), f"{full.name}-{what}",
-                       [groups[i] for i in indices])
-
-    return part(keep["train"], "train"), part(keep["test"], "test")
+    return full.subset(keep["train"], "train"), full.subset(keep["test"], "test")
 
 
 def _read_split(path: Path) -> dict:

@@ -312,8 +312,13 @@ class SignalSource:
                 from vidssl.video.flow import motion_map
 
                 out = motion_map(out)
-        else:
-            stored = self._per_frame_stored(path, flat, self._reader_read(path))
+        elif self._stored(path) is not None:
+            out = dequantize_array(self._per_frame_stored(path, flat, None), self._encoding())
+        else:  # on the fly: one reader gives the frame count and the frames
+            from vidssl.video.reader import VideoReader
+
+            with VideoReader(path, size=self.spec.size, stream=self.video_stream) as reader:
+                stored = self._per_frame_stored(path, flat, reader.read, reader.num_frames)
             out = dequantize_array(stored, self._encoding())
         return out.reshape(indices.shape + out.shape[1:])
 
@@ -384,8 +389,8 @@ class SignalSource:
         if self.spec.kind != "motion-map":
             return {}
         stored = self._stored(path)
-        if stored is None:
-            stored = compute_video_signal(path, self.spec, stream=self.video_stream)
+        if stored is None:  # computed once; the item's own motion-map request reuses it
+            stored = self._memo_set(path, compute_video_signal(path, self.spec, stream=self.video_stream))
         maps = stored["motion_map"]
         t_motion = stored["t_motion"] if "t_motion" in stored else maps.astype(np.float32).mean(axis=(1, 2))
         self._stats[path] = {"t_motion": np.asarray(t_motion, dtype=np.float32)}

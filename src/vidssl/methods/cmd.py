@@ -42,7 +42,7 @@ from vidssl.data.geometry import sample_geometry, warp_fields
 from vidssl.data.sampling import clip_indices, clip_span, loop_indices
 from vidssl.data.signals import Signal
 from vidssl.data.views import Request, Requests, VideoInfo, as_info
-from vidssl.losses import cmd_context_loss, cmd_joint_loss, cmd_motion_ce_loss, cmd_motion_mse_loss, cmd_pointwise_loss
+from vidssl.losses import cmd_joint_loss, cmd_motion_ce_loss, cmd_motion_mse_loss
 from vidssl.losses.cmd import cmd_context_logits, cmd_pointwise_logits
 from vidssl.methods.base import Method, register
 from vidssl.models.backbones import NetworkSpec
@@ -131,6 +131,10 @@ def _head(in_dim: int, cfg) -> MLPHead:  # the authors' heads end with BN then L
     return MLPHead([in_dim, cfg.proj_hidden, cfg.proj_dim], norm_last=True, l2_normalize=True)
 
 
+def _diagonal_ce(logits: torch.Tensor) -> torch.Tensor:  # cmd_context_loss / cmd_pointwise_loss from their logits
+    return F.cross_entropy(logits, torch.arange(logits.shape[0], device=logits.device))
+
+
 @torch.no_grad()
 def _top1(logits: torch.Tensor) -> torch.Tensor:  # % of queries whose positive (column i) scores highest
     return (logits.argmax(1) == torch.arange(len(logits), device=logits.device)).float().mean() * 100
@@ -216,8 +220,8 @@ class MotionPrediction(nn.Module):
         v = self.head_real(real.flatten(0, 1)).unflatten(0, (-1, n))              # g1^M
         v_hat = self.head_pred(pred.flatten(0, 1)).unflatten(0, (b, n))           # g2^M
         v, v_neg = v[:b], (v[b:] if neg is not None else None)
-        loss = cmd_pointwise_loss(v_hat, v, v_neg, cfg.temperature)              # eq. (2)
-        return {"loss_motion": loss, "motion_acc": _top1(cmd_pointwise_logits(v_hat, v, v_neg, cfg.temperature))}
+        logits = cmd_pointwise_logits(v_hat, v, v_neg, cfg.temperature)          # eq. (2), computed once
+        return {"loss_motion": _diagonal_ce(logits), "motion_acc": _top1(logits)}
 
 
 @register
@@ -298,8 +302,8 @@ class CMD(Method):
         if self.context:                                                     # context matching, eq. (1)
             z = self.networks["iframe"](self.to_backbone_format(self.augment(batch["iframe"], g)))
             x_star, z_star = self.head_video(maps["pooled"]), self.head_iframe(z)
-            out["loss_context"] = cmd_context_loss(x_star, z_star, self.cfg.temperature)
-            out["context_acc"] = _top1(cmd_context_logits(x_star, z_star, self.cfg.temperature))
+            logits = cmd_context_logits(x_star, z_star, self.cfg.temperature)
+            out["loss_context"], out["context_acc"] = _diagonal_ce(logits), _top1(logits)
         if self.motion is not None:                                          # motion prediction, eq. (2)
             out.update(self.motion(maps["p5"], batch, params.geometry, self.networks["motion"], g))
         if self.context and self.motion is not None:                         # joint optimisation, eq. (3)

@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vidssl.video.bitstream import h264_max_ref_frames
-from vidssl.video.reader import AV_ERRORS, VideoReader, VideoReadError, open_video, picture_type
+from vidssl.video.reader import AV_ERRORS, VideoReader, VideoReadError, picture_type
 
 __all__ = [
     "CompressedVideo",
@@ -169,7 +169,7 @@ def read_compressed(
             scan = _decode_key_frames(reader, iframes, max_frames)
             if scan is None:  # picture types the headers do not tell: decode every frame
                 scan = _decode_all_types(reader, iframes, max_frames)
-    max_refs = _h264_max_refs(path, stream) if codec == "h264" else None
+        max_refs = _h264_max_refs(reader) if codec == "h264" else None  # same container, no reopen
 
     types = scan.types
     n = len(types)
@@ -291,19 +291,17 @@ def _decode_all_types(reader: VideoReader, want_iframes, max_frames, on_frame=No
     return _Scan(types, key, iframes, None)
 
 
-def _h264_max_refs(path: str, stream: int | None) -> int | None:
+def _h264_max_refs(reader: VideoReader) -> int | None:
     """max_num_ref_frames from the stream's extradata, else from its first packet (raw Annex B)."""
-    container, video, _ = open_video(path, stream)
-    try:
-        refs = h264_max_ref_frames(video.codec_context.extradata)
-        if refs is None:
-            first = next((p for p in container.demux(video) if p.size), None)
-            refs = h264_max_ref_frames(bytes(first)) if first is not None else None
-        return refs
-    except AV_ERRORS:
-        return None  # damaged first packet: the count stays unknown
-    finally:
-        container.close()
+    refs = h264_max_ref_frames(reader._stream.codec_context.extradata)
+    if refs is None:
+        try:
+            reader._seek_to_start()
+            first = next((p for p in reader._container.demux(reader._stream) if p.size), None)
+        except AV_ERRORS:
+            return None  # damaged first packet: the count stays unknown
+        refs = h264_max_ref_frames(bytes(first)) if first is not None else None
+    return refs
 
 
 # -- dense maps -------------------------------------------------------------------------------

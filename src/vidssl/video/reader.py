@@ -71,7 +71,6 @@ _RAW_FORMATS = ("m4v", "h264", "hevc", "mpegvideo")
 # What PyAV raises for unreadable input: FFmpeg errors (errno-style ones such as EPERM and EIO
 # on damaged files included), and OSError from the file system.
 AV_ERRORS = (av.error.FFmpegError, OSError)
-_AV_ERRORS = AV_ERRORS
 
 # AVPictureType -> 'I' / 'P' / 'B' (S -> P, SI -> I, SP -> P, BI -> B).
 _PICT_TYPE = {1: "I", 2: "P", 3: "B", 4: "P", 5: "I", 6: "P", 7: "B"}
@@ -266,8 +265,8 @@ class VideoReader:
         if wanted and self._index.seekable and self._bsf is None:
             try:
                 wanted = self._decode_keyframes(wanted, place)
-            except _AV_ERRORS as e:
-                raise VideoReadError(self.path, f"decoding failed ({_describe(e)})") from e
+            except AV_ERRORS as e:
+                raise VideoReadError(self.path, f"decoding failed ({describe_error(e)})") from e
         if wanted or others:
             self._decode_wanted(sorted(set(wanted) | set(others)), place)
         return out
@@ -287,9 +286,9 @@ class VideoReader:
                 count += 1
                 if max_frames is not None and count >= max_frames:
                     return
-        except _AV_ERRORS as e:
+        except AV_ERRORS as e:
             if not count:
-                raise VideoReadError(self.path, f"no frame decodes ({_describe(e)})") from e
+                raise VideoReadError(self.path, f"no frame decodes ({describe_error(e)})") from e
         if not count:
             raise VideoReadError(self.path, "no frame decodes (stream holds no decodable video)")
 
@@ -421,7 +420,7 @@ class VideoReader:
                 pts.append(int(packet.pts))
                 if packet.is_keyframe:
                     key_dts.setdefault(int(packet.pts), packet.dts)
-        except _AV_ERRORS:
+        except AV_ERRORS:
             # Damaged data part-way: what demuxed so far is real, but decoding decides.
             safe = False
         self.expected_frames = frame_packets
@@ -458,9 +457,9 @@ class VideoReader:
                 pts.append(frame.pts)
                 types.append(picture_type(frame))
                 corrupt += bool(frame.is_corrupt)  # concealed errors, e.g. a cut-off last frame
-        except _AV_ERRORS as e:
+        except AV_ERRORS as e:
             if not pts:
-                raise VideoReadError(self.path, f"no frame decodes ({_describe(e)})") from e
+                raise VideoReadError(self.path, f"no frame decodes ({describe_error(e)})") from e
             # Frames before the damage are kept; the video ends where decoding stopped.
         finally:
             self.corrupt_frames = corrupt
@@ -490,7 +489,7 @@ class VideoReader:
                     kind = self._headers.picture(bytes(packet))[0]
                     if kind is not None:
                         types[number] = kind
-        except _AV_ERRORS:
+        except AV_ERRORS:
             pass  # what was read so far holds; the rest stays unknown
         return "".join(types)
 
@@ -524,8 +523,8 @@ class VideoReader:
                     self._index = self._index_from_decoding()
                     self._check_still_in_range(wanted)
             return self._decode_from_start(wanted, place)
-        except _AV_ERRORS as e:
-            raise VideoReadError(self.path, f"decoding failed ({_describe(e)})") from e
+        except AV_ERRORS as e:
+            raise VideoReadError(self.path, f"decoding failed ({describe_error(e)})") from e
 
     def _decode_seeking(self, wanted: list[int], place: "_Placement") -> None:
         index = self._index
@@ -679,7 +678,7 @@ class VideoReader:
             self._container.seek(self._index.seek_timestamp(key), stream=self._stream,
                                  backward=True)
         except av.error.FFmpegError as e:
-            raise _IndexMismatch(f"cannot seek ({_describe(e)})") from e
+            raise _IndexMismatch(f"cannot seek ({describe_error(e)})") from e
         if self._bsf is not None:
             self._bsf.flush()
 
@@ -795,15 +794,15 @@ def open_video(path: str | os.PathLike, stream: int | None = None):
         raise VideoReadError(path, "file is empty (0 bytes)")
     try:
         container = av.open(path, metadata_errors="ignore")
-    except _AV_ERRORS as e:
-        first_error = _describe(e)
+    except AV_ERRORS as e:
+        first_error = describe_error(e)
     else:
         return container, _video_stream_or_close(path, container, stream), container.format.name
     # Content probing failed: maybe a raw elementary stream behind a misleading extension.
     for fmt in _RAW_FORMATS:
         try:
             container = av.open(path, format=fmt, metadata_errors="ignore")
-        except _AV_ERRORS:
+        except AV_ERRORS:
             continue
         try:
             return container, _video_stream_or_close(path, container, stream), fmt
@@ -861,7 +860,6 @@ def describe_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}"
 
 
-_describe = describe_error
 
 
 def _seek_timestamps(key_pts: Sequence[int], key_dts: Sequence[int | None]) -> np.ndarray:

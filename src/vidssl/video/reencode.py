@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-from av.video.reformatter import VideoReformatter
 
-from vidssl.video.reader import RESIZE_FLAGS, VideoReader, VideoReadError
+from vidssl.video.reader import VideoReader, VideoReadError
 from vidssl.video.writer import write_video
 
 __all__ = ["COVIAR_SIZE", "reencode_video", "reencoded_name"]
@@ -51,12 +50,12 @@ def reencode_video(src: str | os.PathLike, dst: str | os.PathLike, *, size: tupl
     src = str(src)
     if not 1 <= int(qscale) <= 31:
         raise ValueError(f"qscale must be in 1..31, got {qscale}")
-    with VideoReader(src) as reader:  # the reader's decode loop: frames numbered as everywhere else
+    with VideoReader(src, size=size) as reader:  # the reader's decode loop: frames numbered as everywhere else
         fps = reader.fps or 25.0
         try:
             # A constant quantiser through qmin = qmax: libavcodec's mpeg4 encoder takes the
             # -q:v value from each frame's `quality` field, which PyAV does not set.
-            return write_video(dst, _rgb_frames(reader, size), fps=fps, codec="mpeg4", gop=gop, max_b_frames=0,
+            return write_video(dst, _rgb_frames(reader), fps=fps, codec="mpeg4", gop=gop, max_b_frames=0,
                                qscale=None, options={"qmin": str(qscale), "qmax": str(qscale)})
         except ValueError as e:
             if "no frames to write" in str(e):
@@ -64,13 +63,10 @@ def reencode_video(src: str | os.PathLike, dst: str | os.PathLike, *, size: tupl
             raise
 
 
-def _rgb_frames(reader: VideoReader, size) -> Iterator[np.ndarray]:
-    """Every decoded frame as RGB, resized as ``VideoReader(size=...)`` resizes (``RESIZE_FLAGS``);
+def _rgb_frames(reader: VideoReader) -> Iterator[np.ndarray]:
+    """Every decoded frame as RGB at ``reader.size``, converted as ``VideoReader.read`` converts;
     damage part-way keeps the frames before it, as the reader does."""
-    reformatter = VideoReformatter()
     for frame in reader.frames():
-        if size is not None and (frame.height, frame.width) != tuple(size):
-            yield reformatter.reformat(frame, width=int(size[1]), height=int(size[0]), format="rgb24",
-                                       interpolation=RESIZE_FLAGS, threads=1).to_ndarray()
-        else:
-            yield frame.to_ndarray(format="rgb24")
+        rgb = np.empty((*reader.size, 3), dtype=np.uint8)
+        reader._to_rgb(frame, rgb)
+        yield rgb
