@@ -1,4 +1,4 @@
-"""`vidssl demo` end to end on the tiny benchmark: rows, results files, frame cache, reuse."""
+"""`vidssl demo` end to end on the tiny benchmark: rows, results files, report, frame cache, reuse."""
 from __future__ import annotations
 
 import json
@@ -6,42 +6,57 @@ import json
 import pytest
 
 from vidssl.demo import run_demo
+from vidssl.eval.compare import ROW_FILE
 
 pytestmark = pytest.mark.slow
 
-TINY = ["model.width=4", "trainer.batch_size=8", "trainer.max_steps=3", "data.num_workers=0",
+TINY = ["model.width=4", "trainer.batch_size=8", "data.num_workers=0",
         "trainer.progress=false", "eval.num_clips=1", "eval.batch_size=16", "data.frame_size=[32,32]",
         "augment.crop_size=28"]
 
 
-def test_demo_writes_the_table_and_reuses_finished_rows(tmp_path):
+def test_quick_demo_writes_the_table_and_report_records_its_seeds_and_reuses_finished_rows(tmp_path, capsys):
     out, data = tmp_path / "demo", tmp_path / "bench"
     rows = ["scene-only", "random", "supervised"]
-    results = run_demo(out, data, methods=rows, preset="tiny", extra_overrides=TINY)
+    results = run_demo(out, data, methods=rows, preset="tiny", extra_overrides=TINY, seed=3, train_seed=5,
+                       quick=True, steps=2)
 
     saved = json.loads((out / "results.json").read_text())
     assert saved["wall_seconds"] > 0
     # What the numbers depend on travels with them: steps taken, precision, seeds, machine.
     run = saved.pop("run")
-    assert run["rows"]["supervised"]["steps"] == 3 and run["rows"]["supervised"]["precision"] == "32-true"
-    assert run["benchmark"] == {"preset": "tiny", "seed": 0} and run["machine"]["cores"] and not run["quick"]
-    assert "Budget: supervised 3 steps; precision 32-true" in (out / "results.md").read_text()
+    assert run["rows"]["supervised"].items() >= {"steps": 2, "budget_steps": 2, "seed": 5,
+                                                 "precision": "32-true"}.items()
+    assert run["benchmark"] == {"preset": "tiny", "seed": 3} and run["machine"]["cores"] and run["quick"]
+    assert json.loads((data / "benchmark.json").read_text())["seed"] == 3
+    markdown = (out / "results.md").read_text()
+    assert "QUICK SMOKE RUN" in markdown and "QUICK SMOKE RUN" in capsys.readouterr().out
+    assert "Budget: supervised 2 steps; precision 32-true; benchmark tiny seed 3" in markdown
     for split in ("decorrelated", "biased"):
         assert list(saved[split]) == rows == list(results[split])
         for metrics in saved[split].values():
             assert set(metrics) >= {"R@1", "R@5", "R@10", "R@20", "R@50", "linear_top1"}
             assert all(0 <= v <= 100 for v in metrics.values())
-    assert (out / "results.md").is_file() and (out / "results.png").is_file()
+    assert (out / "results.png").is_file()
+    # The demo is compare: its report, with the calibration row and the demo's columns.
+    report = json.loads((out / "report.json").read_text())
+    assert report["splits"] == ["decorrelated", "biased"] and [r["name"] for r in report["rows"]] == rows
+    assert [r["kind"] for r in report["rows"]] == ["calibration", "random", "trained"]
+    assert report["rows"][0]["saliency"] == [] and len(report["rows"][1]["saliency"]) == 3
+    assert "QUICK SMOKE RUN" in report["explanation"] and "data:image/png;base64," in (out / "report.html").read_text()
     # The trained row ran in its own process and left a complete run directory.
     summary = json.loads((out / "supervised" / "pretrain_summary.json").read_text())
-    assert summary["steps"] == 3 and (out / "supervised" / "backbone.safetensors").is_file()
+    assert summary["steps"] == 2 and (out / "supervised" / "backbone.safetensors").is_file()
     # Every video the rows read was decoded once into the frame cache.
     assert len(list((out / "frame-cache" / "32x32").rglob("*.npy"))) == 32 + 32 + 32  # train, two test lists
 
-    stamp = (out / "supervised" / "eval.json").stat().st_mtime_ns
-    again = run_demo(out, data, methods=rows, preset="tiny", extra_overrides=TINY)
+    stamp = (out / "supervised" / ROW_FILE).stat().st_mtime_ns
+    again = run_demo(out, data, methods=rows, preset="tiny", extra_overrides=TINY, seed=3, train_seed=5,
+                     quick=True, steps=2)
     assert again == results
-    assert (out / "supervised" / "eval.json").stat().st_mtime_ns == stamp  # reused, not recomputed
+    assert (out / "supervised" / ROW_FILE).stat().st_mtime_ns == stamp  # reused, not recomputed
+    with pytest.raises(ValueError, match="--steps"):
+        run_demo(out, data, methods=["random"], preset="tiny", seed=3, steps=0)
 
 
 def test_unknown_demo_row_is_a_clear_error(tmp_path):
@@ -52,6 +67,7 @@ def test_unknown_demo_row_is_a_clear_error(tmp_path):
 
 def test_each_demo_column_is_scored_against_its_own_splits_train_list(tmp_path):
     from vidssl import demo
+    from vidssl.eval.compare import evaluation_lists, resolve_rows, row_config
 
     root = tmp_path / "ucf"
     for cls in ("A", "B"):
@@ -66,22 +82,8 @@ def test_each_demo_column_is_scored_against_its_own_splits_train_list(tmp_path):
         (lists / f"trainlist0{split}.txt").write_text("".join(f"{clip.format(c=c, g=train_g)} {i + 1}\n"
                                                               for i, c in enumerate("AB")))
         (lists / f"testlist0{split}.txt").write_text("".join(f"{clip.format(c=c, g=test_g)}\n" for c in "AB"))
-    cfg = demo._row_config("random", [f"data.root={root}", f"run_dir={tmp_path / 'random'}"])
-    lists = demo._catalogs(cfg)
+    cfg = row_config(resolve_rows(["random"], demo.demo_config_dir())[0], tmp_path, overrides=[f"data.root={root}"])
+    lists = evaluation_lists(cfg, demo.SPLITS)
     assert {name: (train.name, test.name) for name, (train, test) in lists.items()} == {
         "decorrelated": ("ucf101-split1-train", "ucf101-split1-test"),
         "biased": ("ucf101-split2-train", "ucf101-split2-test")}
-
-
-def test_quick_demo_on_another_benchmark_seed_is_labelled_and_records_its_seeds(tmp_path, capsys):
-    out, data = tmp_path / "demo", tmp_path / "bench"
-    tiny = [o for o in TINY if not o.startswith("trainer.max_steps")]
-    run_demo(out, data, methods=["random", "supervised"], preset="tiny", extra_overrides=tiny, seed=3,
-             train_seed=5, quick=True, steps=2)
-    saved = json.loads((out / "results.json").read_text())
-    assert saved["run"]["quick"] and saved["run"]["benchmark"]["seed"] == 3
-    assert {"steps": 2, "budget_steps": 2, "seed": 5}.items() <= saved["run"]["rows"]["supervised"].items()
-    assert json.loads((data / "benchmark.json").read_text())["seed"] == 3
-    assert "QUICK SMOKE RUN" in (out / "results.md").read_text() and "QUICK SMOKE RUN" in capsys.readouterr().out
-    with pytest.raises(ValueError, match="--steps"):
-        run_demo(out, data, methods=["random"], preset="tiny", seed=3, steps=0)

@@ -12,12 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-from omegaconf import DictConfig, OmegaConf
+import yaml
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+from vidssl.config_checks import KEY_CHECKS, SECTION_CHECKS, first_problem, format_value
 
 __all__ = [
     "ConfigError", "DataConfig", "AugmentConfig", "ModelConfig", "NetworkConfig", "OptimConfig", "TrainerConfig",
-    "EvalConfig", "PretrainConfig", "load_config", "validate_section", "to_yaml",
+    "EvalConfig", "PretrainConfig", "FinetuneConfig", "FinetuneRunConfig", "load_config", "validate_section",
+    "to_yaml",
 ]
 
 
@@ -146,6 +150,53 @@ class PretrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
+@dataclass
+class FinetuneConfig:
+    """``vidssl finetune``: supervised fine-tuning of a pretrained backbone plus a new linear classifier.
+
+    Defaults are CMD's UCF101 setting (Huang et al., CVPR 2021, "Finetuning settings"): SGD,
+    lr = 0.0001 x B, weight decay 0.003, cosine annealing, 120 epochs, batch 8, dropout 0.3,
+    10 uniformly spaced clips averaged at test. The clip length, frame size and crop default to
+    the pretraining run's (method.clip_len / stride, data.frame_size, augment.crop_size); the
+    trainer.* hardware keys (devices, strategy, precision, threads) are the run's too, while the
+    budget and the optimiser are the keys here, so nothing of the pretraining schedule leaks in.
+    """
+    epochs: int = 120
+    max_steps: Optional[int] = None     # optimiser steps; overrides epochs when set
+    batch_size: int = 8                 # per process, like trainer.batch_size
+    samples_per_epoch: Optional[int] = None  # default: the labelled train list's size (pace: 90k)
+    optimizer: str = "sgd"              # sgd | adamw
+    lr: float = 0.0008                  # at base_batch; see lr_scaling
+    base_batch: int = 8
+    lr_scaling: str = "linear"          # linear: lr x global batch / base_batch (CMD's 0.0001 x B) | none
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.003
+    schedule: str = "cosine"            # cosine | step | constant
+    warmup_epochs: float = 0.0
+    step_epochs: list[int] = field(default_factory=list)  # for "step": multiply by gamma at these epochs
+    gamma: float = 0.1
+    grad_clip: Optional[float] = None
+    dropout: float = 0.3                # before the classifier (CMD)
+    clip_len: Optional[int] = None      # default: the run's method.clip_len (else eval.clip_len)
+    stride: Optional[int] = None        # default: the run's method.stride (else eval.stride)
+    num_clips: int = 10                 # uniformly spaced test clips per video, scores averaged
+    spatial_crops: int = 1              # 1: centre crop; 3: both ends and the centre of the longer side
+    test_batch_size: int = 16           # videos per test batch
+    test_every_n_epochs: int = 1        # score the test list(s) every N epochs, and always at the end
+    test_splits: list[int] = field(default_factory=list)  # ucf101 / hmdb51 test lists (default: data.split)
+    label_fraction: Optional[float] = None  # limited labels: a class-balanced fraction of the train list
+    label_seed: int = 0
+    static: bool = False                # train on static clips (one frame repeated): the scene-bias diagnostic
+    static_test: bool = False           # test on static clips too (DSM tests on normal clips)
+
+
+@dataclass
+class FinetuneRunConfig(PretrainConfig):
+    """What ``vidssl finetune`` reads: the pretraining run's config plus the ``finetune:`` section."""
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+
+
 def load_config(paths: Sequence[str | Path] = (), overrides: Sequence[str] = (),
                 schema: type = PretrainConfig) -> DictConfig:
     """Merge YAML files (later ones win) and ``key=value`` overrides onto the schema.
@@ -161,15 +212,19 @@ def load_config(paths: Sequence[str | Path] = (), overrides: Sequence[str] = (),
         if bad:
             raise ConfigError(f"override {bad[0]!r} is not of the form key=value")
         sources.append(("command-line overrides", OmegaConf.from_dotlist(list(overrides))))
+    defaults = cfg
     for origin, source in sources:
         try:
             cfg = OmegaConf.merge(cfg, source)
         except OmegaConfBaseException as err:
-            raise ConfigError(f"{origin}: {_describe(err)}") from None
+            raise ConfigError(f"{origin}: {_describe(err, defaults)}") from None
     _default_csv_root(cfg)
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(f"missing required config value(s): {', '.join(missing)}")
+    problem = first_problem(cfg, KEY_CHECKS, defaults=defaults)
+    if problem:
+        raise ConfigError(problem)
     return cfg
 
 
@@ -191,7 +246,10 @@ def validate_section(schema: type, section: Mapping[str, Any] | DictConfig, pref
     try:
         merged = OmegaConf.merge(base, section)
     except OmegaConfBaseException as err:
-        raise ConfigError(f"{prefix}: {_describe(err)}") from None
+        raise ConfigError(f"{prefix}: {_describe(err, base)}") from None
+    problem = first_problem(merged, SECTION_CHECKS.get(prefix, {}), defaults=base, prefix=prefix)
+    if problem:
+        raise ConfigError(problem)
     return OmegaConf.to_object(merged)
 
 
@@ -201,13 +259,19 @@ def to_yaml(cfg: Any) -> str:
 
 def _read_yaml_with_defaults(path: Path, _seen: frozenset = frozenset()) -> list[tuple[str, Any]]:
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(f"config file not found: {path} (check the path given with -c, or in 'defaults:')")
     if path.resolve() in _seen:
         raise ConfigError(f"{path}: circular 'defaults'")
+    if path.stat().st_size == 0 or not path.read_bytes().strip():
+        # Most likely a file cut short or not written yet; schema defaults alone are not a recipe.
+        raise ConfigError(f"{path}: the config file is empty; give a YAML mapping of settings "
+                          f"(e.g. a recipe from configs/ or a run directory's config.yaml)")
     try:
         data = OmegaConf.load(path)
-    except Exception as err:  # yaml errors carry line numbers; keep them
-        raise ConfigError(f"{path}: cannot parse YAML: {err}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: {_yaml_problem(err)}") from None
+    except Exception as err:
+        raise ConfigError(f"{path}: cannot parse YAML: {' '.join(str(err).split())}") from None
     if not isinstance(data, DictConfig):
         raise ConfigError(f"{path}: top level must be a mapping")
     out: list[tuple[str, Any]] = []
@@ -218,12 +282,29 @@ def _read_yaml_with_defaults(path: Path, _seen: frozenset = frozenset()) -> list
     return out
 
 
-def _describe(err: OmegaConfBaseException) -> str:
+def _describe(err: OmegaConfBaseException, schema: DictConfig | None = None) -> str:
     key = getattr(err, "full_key", None)
     msg = str(err).splitlines()[0]
+    if key and "is not a ListConfig" in msg:
+        # OmegaConf's words ("AnyNode is not a ListConfig, TupleConfig, list, or tuple") for a
+        # scalar given to a list-valued key; say which key wants a list, and how one is written.
+        default = OmegaConf.select(schema, key, default=None) if schema is not None else None
+        given = getattr(err, "value", None)
+        example = OmegaConf.to_container(default) if isinstance(default, ListConfig) and len(default) else [given]
+        return (f"key '{key}' expects a list, got {format_value(given)}; write it in brackets, "
+                f"e.g. {key}={format_value(example)}")
     if key:
         return f"key '{key}': {msg}"
     return msg
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML syntax error on one line: where (line, column) and what."""
+    mark = getattr(err, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    what = " ".join(str(getattr(err, "problem", None) or err).split())
+    context = getattr(err, "context", None)
+    return f"cannot parse YAML at {where}{what}" + (f" ({' '.join(context.split())})" if context else "")
 
 
 def as_dict(obj: Any) -> dict:

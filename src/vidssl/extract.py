@@ -103,6 +103,7 @@ def extract_signals(catalog_or_paths, kind: str, cache_dir: str | os.PathLike, *
         rank, world_size = distributed_rank()
     mine = shard(sorted(paths), rank, world_size)
     relative = {p: cache.relative(p) for p in mine}  # raises early for a path outside root
+    _remove_stale_temporaries({cache.path_for(p).parent for p in mine})
     todo = [p for p in mine if overwrite or not cache.has(p)]
     report = ExtractionReport(kind=kind, out_dir=str(cache.dir), total=len(mine), skipped=len(mine) - len(todo),
                               rank=rank, world_size=world_size)
@@ -162,21 +163,28 @@ def reencode_dataset(src_root: str | os.PathLike, dst_root: str | os.PathLike, *
         copy_lists: copy the small annotation files under ``src_root`` (.txt, .csv, .json: split
             lists, class indexes) so catalogs built on ``dst_root`` find them where they were.
     """
-    from vidssl.data.catalogs import VIDEO_EXTENSIONS
+    from vidssl.data.catalogs import VIDEO_EXTENSIONS, files_below
     from vidssl.video.reencode import reencoded_name
 
     src_root, dst_root = Path(src_root).resolve(), Path(dst_root)
     if not src_root.is_dir():
         raise FileNotFoundError(f"{src_root}: re-encode source folder does not exist")
     if paths is None:
-        paths = [p for p in src_root.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file()]
+        # Hidden files are not videos of the dataset: macOS "._clip.avi", or the ".tmp-*" file of a
+        # video still being written (an interrupted `make-benchmark` or re-encode into this folder).
+        paths = [p for p in files_below(src_root) if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file()
+                 and not _hidden(p, src_root)]
     if rank is None or world_size is None:
         rank, world_size = distributed_rank()
     relative = sorted({_relative_to(Path(p), src_root) for p in paths})
+    if not relative:  # an empty or wrong folder: a report of nothing done would read as success
+        raise FileNotFoundError(f"{src_root}: no videos ({', '.join(sorted(VIDEO_EXTENSIONS))}) found below it; "
+                                f"check --root")
     mine = shard(relative, rank, world_size)
     if copy_lists and rank == 0:
         _copy_lists(src_root, dst_root)
     targets = {rel: dst_root / reencoded_name(rel) for rel in mine}
+    _remove_stale_temporaries({t.parent for t in targets.values()})
     todo = [rel for rel in mine if overwrite or not targets[rel].is_file()]
     report = ExtractionReport(kind="reencode", out_dir=str(dst_root), total=len(mine), skipped=len(mine) - len(todo),
                               rank=rank, world_size=world_size)
@@ -208,13 +216,31 @@ def _copy_lists(src_root: Path, dst_root: Path, max_bytes: int = 50 << 20) -> No
     from vidssl.video.cache import atomic_write_bytes
 
     for path in src_root.rglob("*"):
-        if path.suffix.lower() in (".txt", ".csv", ".json") and path.is_file() and path.stat().st_size <= max_bytes:
+        if path.suffix.lower() in (".txt", ".csv", ".json") and path.is_file() and not _hidden(path, src_root) \
+                and path.stat().st_size <= max_bytes:
             target = dst_root / path.relative_to(src_root)
             if not target.exists():
                 atomic_write_bytes(target, path.read_bytes())
 
 
 # -- shared -------------------------------------------------------------------------------------
+
+
+def _hidden(path: Path, root: Path) -> bool:
+    """A hidden file or one in a hidden folder below ``root`` (temporary files are hidden)."""
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def _remove_stale_temporaries(folders: Iterable[Path]) -> None:
+    """Delete the half-written outputs a killed extraction left (never read: they are hidden).
+
+    Processes on other machines may be writing into a shared output folder, so only files no
+    process here writes and untouched for ten minutes count as abandoned.
+    """
+    from vidssl.io import remove_stale_temporaries
+
+    for folder in sorted(folders):
+        remove_stale_temporaries(folder, min_age=600.0)
 
 
 def _run(fn: Callable, args: list[tuple], workers: int, desc: str, progress: bool):

@@ -195,7 +195,7 @@ def test_signal_with_another_frame_count_makes_a_bad_item(videos):
 
 def test_collate_and_tally(videos):
     good, bad = videos
-    ds = VideoDataset(make_catalog([good[0], bad, good[1]]), FixedViews([0, 1], [2, 3]))
+    ds = VideoDataset(make_catalog([good[0], bad, good[1]]), FixedViews([0, 1], [2, 3]), max_bad_fraction=0.5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BadVideoWarning)
         batch = collate([ds[0], ds[1], ds[2]])
@@ -203,16 +203,24 @@ def test_collate_and_tally(videos):
     assert batch["label"].shape == (3,) and batch["pace"].shape == (3, 2)
     assert batch["skipped"] == [bad]
 
-    tally = BadVideoTally(0.5, min_served=0)
-    tally.update(batch["skipped"], 3)  # 1/3 <= 0.5
-    assert tally.report() == {"served": 3, "bad_hits": 1, "fraction": 1 / 3, "bad_paths": [bad]}
-    with pytest.raises(TooManyBadVideos, match="corrupt.mp4"):
-        tally.update([bad, bad], 1)  # 3/4 > 0.5
+    # Distinct files count, not reads: the same bad video met in every epoch is one of the three.
+    tally = ds.make_tally()
+    assert tally.num_videos == 3
+    for _ in range(5):
+        tally.update(batch["skipped"], 3)
+    assert tally.report() == {"videos": 3, "served": 15, "bad": 1, "fraction": 1 / 3, "bad_paths": [bad]}
+    strict = BadVideoTally(0.3, 3)
+    with pytest.raises(TooManyBadVideos, match=r"1 of 3 videos are unreadable.*corrupt\.mp4.*data\.max_bad_fraction"):
+        strict.update([bad], 1)  # 1/3 > 0.3, certain as soon as the file is met
 
-    patient = BadVideoTally(0.1, min_served=10)
+    patient = BadVideoTally(0.1, min_served=10)  # videos read not known: items served stand in
     patient.update([bad], 2)  # 50% but too few served to judge
-    with pytest.raises(TooManyBadVideos, match=r"50\.0% > 10\.0%"):
+    with pytest.raises(TooManyBadVideos, match=r"1 of 2 videos are unreadable \(50\.0%, more than "
+                                               r"data\.max_bad_fraction=0\.1 allows\)"):
         patient.check()
+    resumed = BadVideoTally(0.5, 3)
+    resumed.load_state_dict(tally.state_dict())
+    assert resumed.report() == tally.report()
 
 
 def test_collate_names_mismatched_shapes():

@@ -121,6 +121,24 @@ def test_unknown_preset_or_option_is_a_clear_error():
         plan_benchmark(resolve_preset("tiny"), 0, 1.5)
 
 
+def test_object_radius_sets_the_moving_objects_size_and_old_manifests_still_match(tiny_root):
+    big = plan_benchmark(resolve_preset("tiny", object_radius=(14.0, 16.0)), 0, 0.9)
+    unit = resolve_preset("tiny").unit
+    assert all(14.0 * unit <= s.obj["radius"] <= 16.0 * unit for s in big)
+    assert all(8.0 * unit <= s.obj["radius"] <= 12.0 * unit for s in plan_benchmark(resolve_preset("tiny"), 0, 0.9))
+    with pytest.raises(ValueError, match="object_radius"):
+        resolve_preset("tiny", object_radius=(12.0, 8.0))
+    # A benchmark written before the field existed holds the default size: still the same benchmark...
+    manifest = json.loads((tiny_root / "benchmark.json").read_text())
+    manifest["preset"].pop("object_radius")
+    (tiny_root / "benchmark.json").write_text(json.dumps(manifest))
+    generate_benchmark(tiny_root, "tiny", seed=manifest["seed"], rho=manifest["rho"], workers=0, progress=False)
+    # ... and not one with another size.
+    with pytest.raises(ValueError, match=r"object_radius"):
+        generate_benchmark(tiny_root, "tiny", seed=manifest["seed"], rho=manifest["rho"], workers=0, progress=False,
+                           object_radius=(10.0, 12.0))
+
+
 @pytest.mark.parametrize("contrast", [0.4, 0.6])
 def test_render_object_is_visible_and_background_has_the_preset_contrast(contrast):
     preset = resolve_preset("demo", train_per_class=1, unbiased_train_per_class=1, test_per_class=1,

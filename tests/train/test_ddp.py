@@ -16,7 +16,8 @@ def test_pretrain_ddp_two_processes(tiny_benchmark, tmp_path):
     overrides = tiny_overrides(tiny_benchmark, run, **{
         "method.queue_size": 48, "method.proj_hidden": 16, "trainer.devices": 2, "trainer.strategy": "ddp",
         "trainer.accelerator": "cpu", "trainer.threads": 1})
-    cmd = [sys.executable, "-m", "vidssl.cli", "pretrain", "-c", "configs/demo/moco.yaml", *overrides]
+    # -v: Lightning says how many processes it started only at INFO level.
+    cmd = [sys.executable, "-m", "vidssl.cli", "-v", "pretrain", "-c", "configs/demo/moco.yaml", *overrides]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr.count("Starting with 2 processes") >= 1

@@ -42,6 +42,8 @@ __all__ = [
     "load_catalog",
     "video_group",
     "holdout_split",
+    "class_balanced_subset",
+    "files_below",
 ]
 
 VIDEO_EXTENSIONS = frozenset({".avi", ".mp4", ".m4v", ".mkv", ".webm", ".mov", ".mpg", ".mpeg",
@@ -280,8 +282,8 @@ def folder(root: str | os.PathLike, classes: list[str] | None = None) -> Catalog
     records: list[VideoRecord] = []
     groups: list[str] = []
     for class_dir in class_dirs:
-        for path in sorted(class_dir.rglob("*")):
-            if path.suffix.lower() in VIDEO_EXTENSIONS and path.is_file() and not path.name.startswith("."):
+        for path in files_below(class_dir):
+            if path.suffix.lower() in VIDEO_EXTENSIONS and path.is_file():
                 records.append(VideoRecord(str(path.resolve()), class_of[class_dir.name]))
                 groups.append(video_group(path.relative_to(root).as_posix()))
     if not records:
@@ -407,6 +409,32 @@ def holdout_split(catalog: Catalog, test_fraction: float, seed: int = 0) -> tupl
     return catalog.subset(np.flatnonzero(~is_test), "train"), catalog.subset(np.flatnonzero(is_test), "test")
 
 
+def class_balanced_subset(catalog: Catalog, fraction: float, seed: int = 0) -> Catalog:
+    """The same number of videos of every class, ``fraction`` of the catalog in all (limited labels).
+
+    DSM (Wang et al., AAAI 2021, "Test with Limited Labeled Data") follows SimCLR: "we sampled 1%
+    and 10% labeled data from Kinetics in a class-balanced way (~6 and ~57 videos per class)". Each
+    class gets ``max(1, round(fraction * len(catalog) / num_classes))`` videos, all of them when it
+    has fewer, drawn without replacement by a generator seeded with ``seed`` (the same catalog,
+    fraction and seed give the same subset). Catalog order is kept; ``fraction=1`` is the catalog.
+    """
+    if not 0.0 < float(fraction) <= 1.0:
+        raise ValueError(f"label fraction must be in (0, 1], got {fraction!r}")
+    if len(catalog) == 0:
+        raise ValueError(f"{catalog.name}: no videos to take a labelled subset from")
+    if float(fraction) == 1.0:
+        return catalog
+    labels = catalog.labels()
+    present = np.unique(labels)
+    per_class = max(1, int(round(float(fraction) * len(catalog) / len(present))))
+    rng = np.random.default_rng(seed)
+    keep: list[int] = []
+    for label in present:  # classes in label order, each its own draw from the one generator
+        members = np.flatnonzero(labels == label)
+        keep += rng.choice(members, size=min(per_class, len(members)), replace=False).tolist()
+    return catalog.subset(sorted(keep), f"labels{float(fraction):g}")
+
+
 _BUILDERS: dict[str, Callable[..., Catalog]] = {
     "ucf101": ucf101,
     "hmdb51": hmdb51,
@@ -447,7 +475,7 @@ class _FileIndex:
         self.by_relative: dict[str, str] = {}
         self.by_name: dict[str, list[str]] = {}
         self.by_stem: dict[str, list[str]] = {}
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        for dirpath, dirnames, filenames in os.walk(root, onerror=_raise, followlinks=True):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             rel_dir = os.path.relpath(dirpath, root)
             for name in filenames:
@@ -561,10 +589,27 @@ def _find_split_dir(root: Path, split_dir, marker: str, candidates: tuple[str, .
                             f"pass split_dir=")
 
 
+def files_below(folder: str | os.PathLike) -> list[Path]:
+    """Every file below ``folder`` (recursively, links followed), sorted; hidden files and folders
+    (".name") are skipped. A folder that cannot be listed raises (``PermissionError`` naming it):
+    ``os.walk`` and ``Path.rglob`` pass over it in silence, and a dataset would quietly lose videos."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=_raise, followlinks=True):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        found += [Path(dirpath, name) for name in filenames if not name.startswith(".")]
+    return sorted(found)
+
+
+def _raise(error: OSError) -> None:
+    raise error
+
+
 def _existing_dir(path, what: str) -> Path:
     path = Path(path)
     if not path.is_dir():
-        raise FileNotFoundError(f"{what} not found: {path}")
+        if path.exists():
+            raise NotADirectoryError(f"{what} {path}: is a file, not a folder; give the folder the videos are in")
+        raise FileNotFoundError(f"{what} not found: {path} (check the path: data.root, or --root)")
     return path.resolve()
 
 

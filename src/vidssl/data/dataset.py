@@ -17,7 +17,7 @@ Bad input never kills a long job (DESIGN.md "Conventions"): a video that raises
 (once per path per process), replaced by another video chosen deterministically from
 ``(seed, index)``, and listed in the item's ``"skipped"``. ``BadVideoTally``, in the main
 process, adds those lists up and stops the run with ``TooManyBadVideos`` only when the bad
-fraction passes a threshold.
+fraction passes a threshold (``data.max_bad_fraction``), counting each bad file once.
 """
 from __future__ import annotations
 
@@ -153,7 +153,7 @@ class VideoDataset(Dataset):
         self._epoch.fill_(int(epoch))
 
     def make_tally(self) -> "BadVideoTally":
-        return BadVideoTally(self.max_bad_fraction)
+        return BadVideoTally(self.max_bad_fraction, len(self))
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         # A sampler may send (index, epoch): the epoch then travels with the index, which is
@@ -181,8 +181,11 @@ class VideoDataset(Dataset):
             # by the same clips within an epoch.
             rng = np.random.default_rng([self.seed, epoch, served])
         else:
-            raise TooManyBadVideos(f"item {i}: {len(skipped)} videos in a row could not be read: "
-                                   f"{', '.join(dict.fromkeys(skipped))}")
+            names = list(dict.fromkeys(skipped))
+            raise TooManyBadVideos(f"item {i}: {len(skipped)} videos in a row could not be read, so most of the "
+                                   f"dataset seems unreadable ({', '.join(names[:5])}"
+                                   f"{f' and {len(names) - 5} more' if len(names) > 5 else ''}); check it with "
+                                   f"`vidssl check-videos DIR`")
         item["label"] = torch.tensor(self.catalog.records[served].label, dtype=torch.int64)
         item["index"] = torch.tensor(served, dtype=torch.int64)
         item["skipped"] = skipped
@@ -317,48 +320,82 @@ class VideoDataset(Dataset):
 
 
 class BadVideoTally:
-    """Counts bad videos against videos served, in the main process.
+    """Counts a job's distinct unreadable videos against the videos it reads, in the main process.
 
-    ``update(batch["skipped"], n_served)`` after each batch; it raises ``TooManyBadVideos``
-    (listing the bad paths) once ``bad / served`` exceeds ``max_fraction``. A bad hit counts
-    once per time it was hit, so the fraction estimates the share of bad videos whatever
-    the number of epochs. Until ``min_served`` items have been seen the check waits (one bad
-    video in the first batch says little); ``check()`` applies it regardless, e.g. at the
-    end of an epoch.
+    ``update(batch["skipped"], n_served)`` after each batch; it raises ``TooManyBadVideos`` once
+    more than ``max_fraction`` of the job's ``num_videos`` videos are known to be unreadable. A file
+    counts once however often it is hit (every epoch, or while serving another bad video's
+    replacement), so every file counted really is bad: the check never stops a job whose share of
+    bad files is within the limit, and stops one above it as soon as enough of them have been met.
+    The error names ``key`` (the config key that sets the limit) and a few of the files.
+
+    ``num_videos`` may be set after construction (the trainer takes it from its data loader).
+    Until it is known, the items served stand in for the videos read, and the check waits for
+    ``min_served`` of them (one bad video in the first batch says little); ``check()`` applies it
+    regardless, e.g. at the end of an epoch.
     """
 
-    def __init__(self, max_fraction: float = 0.05, *, min_served: int = 64):
+    def __init__(self, max_fraction: float = 0.05, num_videos: int | None = None, *, min_served: int = 64,
+                 key: str = "data.max_bad_fraction"):
         if not 0 <= max_fraction <= 1:
-            raise ValueError(f"max_fraction must be in [0, 1], got {max_fraction}")
+            raise ValueError(f"{key}: must be in [0, 1], got {max_fraction}")
+        if num_videos is not None and int(num_videos) < 1:
+            raise ValueError(f"num_videos must be >= 1, got {num_videos}")
         self.max_fraction = float(max_fraction)
+        self.num_videos = int(num_videos) if num_videos is not None else None
         self.min_served = int(min_served)
+        self.key = key
         self.served = 0
-        self.bad_hits = 0
         self.bad_paths: dict[str, int] = {}  # path -> times hit (insertion-ordered)
 
-    def update(self, skipped: Sequence[str], n_served: int) -> None:
+    def update(self, skipped: Sequence[str], n_served: int = 0) -> None:
         self.served += int(n_served)
-        self.bad_hits += len(skipped)
         for path in skipped:
             self.bad_paths[path] = self.bad_paths.get(path, 0) + 1
-        if self.served >= self.min_served:
+        if self.num_videos is not None or self.served >= self.min_served:
             self.check()
 
     @property
+    def videos(self) -> int:
+        """The number of videos the fraction is taken of."""
+        if self.num_videos is not None:
+            return self.num_videos
+        return max(self.served, len(self.bad_paths), 1)
+
+    @property
+    def bad(self) -> int:
+        """Distinct unreadable videos met so far."""
+        return len(self.bad_paths)
+
+    @property
     def fraction(self) -> float:
-        return self.bad_hits / self.served if self.served else 0.0
+        return self.bad / self.videos
 
     def check(self) -> None:
-        if self.bad_hits and self.fraction > self.max_fraction:
-            raise TooManyBadVideos(
-                f"{self.bad_hits} bad video reads for {self.served} items served "
-                f"({100 * self.fraction:.1f}% > {100 * self.max_fraction:.1f}% allowed); "
-                f"unreadable: {', '.join(self.bad_paths)}")
+        if self.bad and self.fraction > self.max_fraction:
+            raise TooManyBadVideos(self.describe())
+
+    def describe(self, shown: int = 5) -> str:
+        """One line: how many of how many are bad against the limit, a few of them, what to do."""
+        paths = list(self.bad_paths)
+        more = f" and {len(paths) - shown} more" if len(paths) > shown else ""
+        return (f"{self.bad} of {self.videos} videos are unreadable ({100 * self.fraction:.1f}%, more than "
+                f"{self.key}={self.max_fraction:g} allows): {', '.join(paths[:shown])}{more}; repair or remove "
+                f"them (`vidssl check-videos DIR` lists every bad file with its reason), or raise {self.key} "
+                f"to skip them")
 
     def report(self) -> dict:
-        """``{"served", "bad_hits", "fraction", "bad_paths"}`` for logs and run summaries."""
-        return {"served": self.served, "bad_hits": self.bad_hits, "fraction": self.fraction,
+        """``{"videos", "served", "bad", "fraction", "bad_paths"}`` for logs and run summaries."""
+        return {"videos": self.videos, "served": self.served, "bad": self.bad, "fraction": self.fraction,
                 "bad_paths": list(self.bad_paths)}
+
+    def state_dict(self) -> dict:
+        """What a checkpoint keeps, so a resumed run counts toward the same limit."""
+        return {"served": self.served, "bad_paths": dict(self.bad_paths)}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        self.served = int(state.get("served", 0))
+        self.bad_paths = {str(k): int(v) for k, v in dict(state.get("bad_paths", {})).items()}
 
 
 def collate(items: Sequence[dict]) -> dict:

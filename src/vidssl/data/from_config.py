@@ -19,7 +19,8 @@ from vidssl.data.catalogs import Catalog, csv_catalog, folder, holdout_split, lo
 from vidssl.io import write_json_atomic
 from vidssl.video.frame_cache import FrameCache
 
-__all__ = ["catalog_from_config", "evaluation_catalogs", "frame_cache_from_config", "SPLIT_FILE"]
+__all__ = ["catalog_from_config", "evaluation_catalogs", "frame_cache_from_config", "augment_from_config",
+           "SPLIT_FILE"]
 
 # Where a run directory records which videos of a folder / CSV dataset ``data.test_fraction``
 # held out, so that pretraining, a resumed run and its evaluation all see the same split.
@@ -211,3 +212,12 @@ def frame_cache_from_config(data) -> FrameCache | None:
     size = tuple(data.frame_size) if data.frame_size else None
     stream = data.get("video_stream") if hasattr(data, "get") else getattr(data, "video_stream", None)
     return FrameCache(data.frame_cache, size, stream=stream)
+
+
+def augment_from_config(augment):
+    """The ``ClipAugment`` an ``augment:`` section describes (pretraining and fine-tuning alike)."""
+    from vidssl.data.augment import ClipAugment  # kornia: imported when a trainer needs it
+
+    return ClipAugment(crop_size=augment.crop_size, scale=tuple(augment.scale), ratio=tuple(augment.ratio),
+                       hflip_p=augment.hflip_p, jitter=tuple(augment.jitter), jitter_p=augment.jitter_p,
+                       gray_p=augment.gray_p, blur_p=augment.blur_p, per_frame_jitter=augment.per_frame_jitter)

@@ -53,7 +53,7 @@ import numpy as np
 from vidssl.data.sampling import random_clip_indices, uniform_clip_indices
 
 __all__ = ["STREAMS", "VideoInfo", "Request", "Requests", "Sampler", "RandomClips", "SingleClip",
-           "UniformClips", "as_info"]
+           "StaticClips", "UniformClips", "as_info"]
 
 STREAMS = ("rgb", "iframe", "flow", "motion_map", "motion_vectors")
 _OPTIONS = {"rgb": (), "iframe": (), "flow": ("method", "dtype"), "motion_map": ("method",),
@@ -188,19 +188,44 @@ class SingleClip(RandomClips):
 
 
 @dataclass(frozen=True)
+class StaticClips:
+    """Static clips (DSM, Wang et al., AAAI 2021, sec. 1 / Fig. 1): "formed by repeating a frame that
+    is randomly selected from a video", so only the scene is left and no motion. ``num_views``
+    clips of one frame, drawn uniformly over the whole video, repeated ``clip_len`` times:
+    ``Request("rgb", [num_views, clip_len])`` whose rows each hold one index (one decode)."""
+
+    num_views: int = 1
+    clip_len: int = 8
+    name: str = "clips"
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "num_views", "clip_len")
+
+    def __call__(self, info: VideoInfo | int, rng: np.random.Generator) -> Requests:
+        frames = rng.integers(0, as_info(info).num_frames, size=self.num_views)
+        return Requests({self.name: Request("rgb", np.repeat(frames[:, None], self.clip_len, axis=1))})
+
+
+@dataclass(frozen=True)
 class UniformClips:
-    """``num_clips`` clips evenly spaced over the video (evaluation); ignores ``rng``."""
+    """``num_clips`` clips evenly spaced over the video (evaluation); ignores ``rng``.
+
+    ``static=True`` repeats each clip's middle frame through it (the static test clips of the
+    scene-bias diagnostic, :class:`StaticClips`), so the frames stay spread over the video."""
 
     num_clips: int = 10
     clip_len: int = 8
     stride: int = 2
     name: str = "clips"
+    static: bool = False
 
     def __post_init__(self) -> None:
         _check_positive(self, "num_clips", "clip_len", "stride")
 
     def __call__(self, info: VideoInfo | int, rng: np.random.Generator | None = None) -> Requests:
         clips = uniform_clip_indices(as_info(info).num_frames, self.clip_len, self.stride, self.num_clips)
+        if self.static:
+            clips = np.repeat(clips[:, self.clip_len // 2:self.clip_len // 2 + 1], self.clip_len, axis=1)
         return Requests({self.name: Request("rgb", clips)})
 
 

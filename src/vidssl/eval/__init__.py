@@ -1,4 +1,5 @@
-"""Evaluation protocols: multi-clip features, retrieval recall, linear probe, results report."""
+"""Evaluation protocols: multi-clip features, retrieval recall, linear probe, fine-tuning, the scene-bias
+diagnostic, several methods compared under one budget, results report."""
 from __future__ import annotations
 
 from vidssl._lazy import lazy_exports
@@ -26,6 +27,10 @@ _EXPORTS = {
     "calibration_feature_sets": "calibration",
     "scene_only_features": "calibration",
     "motion_only_features": "calibration",
+    "fit_linear_probe": "linear",
+    "finetune": "finetune",
+    "scene_bias": "scene_bias",
+    "compare": "compare",
 }
 
 __getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

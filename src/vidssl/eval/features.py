@@ -21,6 +21,7 @@ from vidssl.io import atomic_path
 
 import json
 import os
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ from tqdm.auto import tqdm
 
 from vidssl.data.augment import eval_transform
 from vidssl.data.catalogs import Catalog
-from vidssl.data.dataset import VideoDataset, collate
+from vidssl.data.dataset import BadVideoWarning, VideoDataset, collate
 from vidssl.video.frame_cache import FrameCache
 from vidssl.data.views import UniformClips
 from vidssl.models.backbones.base import STAGES
@@ -93,6 +94,9 @@ def extract_features(
     frame_cache: FrameCache | None = None,
     progress: bool = True,
     desc: str | None = None,
+    spatial_crops: int = 1,
+    sampler=None,
+    clip_head=None,
 ) -> FeatureSet:
     """Average of ``num_clips`` uniformly spaced clip features per video of ``catalog``.
 
@@ -113,14 +117,25 @@ def extract_features(
         max_bad_fraction: share of unreadable videos tolerated before ``TooManyBadVideos``.
         frame_cache: decoded frames to read instead of decoding (``VideoDataset``).
         progress: show a tqdm bar; ``desc`` labels it (default: the catalog's name).
+        spatial_crops: 1 (the centre crop) or 3: the centre and both ends of the frame's longer
+            side (its width when square), the shorter side centred; features averaged over
+            clips and crops (the 3-crop testing of fine-tuning protocols).
+        sampler: the clips to take (default ``UniformClips(num_clips, clip_len, stride)``; e.g.
+            ``UniformClips(..., static=True)`` for static test clips).
+        clip_head: applied on the device to every clip's pooled float32 feature [n, D] before the
+            average over clips and crops, e.g. a classifier's softmax, so the rows are averaged class
+            scores (the fine-tuning test protocol) rather than features.
     """
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+    if spatial_crops not in (1, 3):
+        raise ValueError(f"spatial_crops must be 1 or 3, got {spatial_crops!r}")
     if batch_size < 1 or num_workers < 0:
         raise ValueError(f"batch_size must be >= 1 and num_workers >= 0, got {batch_size}, {num_workers}")
     device = torch.device(device)
-    dataset = VideoDataset(catalog, UniformClips(num_clips=num_clips, clip_len=clip_len, stride=stride),
-                           frame_size=frame_size, max_bad_fraction=max_bad_fraction, frame_cache=frame_cache)
+    sampler = sampler or UniformClips(num_clips=num_clips, clip_len=clip_len, stride=stride)
+    dataset = VideoDataset(catalog, sampler, frame_size=frame_size, max_bad_fraction=max_bad_fraction,
+                           frame_cache=frame_cache)
     # Sequential order, so batch k holds catalog items k*batch_size.. and a served index that
     # differs from the requested one reveals a bad video the dataset replaced.
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
@@ -145,32 +160,60 @@ def extract_features(
                 skipped += bad
                 tally.update(bad, n)
                 if ok.any():
-                    rows.append(_video_features(backbone, batch["clips"][ok], crop_size, stage, device, bf16))
+                    rows.append(_video_features(backbone, batch["clips"][ok], crop_size, stage, device, bf16,
+                                                spatial_crops, clip_head))
                     kept += wanted[ok].tolist()
         tally.check()
     finally:
         backbone.train(was_training)
+    if skipped:  # within the limit: the job goes on without them, and says which
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        warnings.warn(f"{desc or catalog.name}: left out {len(skipped)} of {len(catalog)} videos that could not be "
+                      f"read (within {tally.key}={tally.max_fraction:g}): {', '.join(skipped[:5])}{more}",
+                      BadVideoWarning, stacklevel=2)
 
     dim = backbone.stage_dims[stage] if hasattr(backbone, "stage_dims") else 0
     features = np.concatenate(rows) if rows else np.zeros((0, dim), dtype=np.float32)
     meta = {"catalog": catalog.name, "backbone": getattr(backbone, "name", type(backbone).__name__),
             "stage": stage, "num_clips": num_clips, "clip_len": clip_len, "stride": stride,
-            "frame_size": list(frame_size) if frame_size is not None else None, "crop_size": crop_size}
+            "frame_size": list(frame_size) if frame_size is not None else None, "crop_size": crop_size,
+            "spatial_crops": spatial_crops}
     return FeatureSet(features=features, labels=catalog.labels()[kept],
                       paths=[catalog.records[i].path for i in kept], skipped=skipped, meta=meta)
 
 
 def _video_features(backbone: nn.Module, clips: torch.Tensor, crop_size: int, stage: str,
-                    device: torch.device, bf16: bool) -> np.ndarray:
-    """uint8 clips [B, V, T, H, W, 3] -> float32 [B, D]: pooled ``stage`` features averaged over V."""
+                    device: torch.device, bf16: bool, spatial_crops: int = 1, clip_head=None) -> np.ndarray:
+    """uint8 clips [B, V, T, H, W, 3] -> float32 [B, D]: pooled ``stage`` features averaged over V
+    (and over the ``spatial_crops`` crops of each clip)."""
+    clips = clips.to(device, non_blocking=True)
+    if spatial_crops == 3:
+        clips = _three_crops(clips, crop_size)  # [B, V*3, T, c, c, 3]
     b, v = clips.shape[:2]
-    x = eval_transform(clips.to(device, non_blocking=True).flatten(0, 1), crop_size)  # [B*V, 3, T, c, c]
+    x = eval_transform(clips.flatten(0, 1), crop_size)  # [B*V, 3, T, c, c]
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
         maps = backbone.forward_features(x, stages=(stage,))
     # p5's global average is "pooled"; an earlier stage is pooled over all of time and space
     # (flatten keeps this right for R2D's 4-D image maps too).
     pooled = maps["pooled"] if stage == "p5" else maps[stage].flatten(2).mean(-1)
-    return pooled.float().reshape(b, v, -1).mean(1).cpu().numpy()
+    pooled = pooled.float() if clip_head is None else clip_head(pooled.float()).float()
+    return pooled.reshape(b, v, -1).mean(1).cpu().numpy()
+
+
+def _three_crops(clips: torch.Tensor, crop_size: int) -> torch.Tensor:
+    """[B, V, T, H, W, 3] -> [B, 3V, T, c, c, 3]: squares of side ``crop_size`` at the start, the
+    centre and the end of the longer side (the width when square), the other side centred."""
+    h, w = clips.shape[3:5]
+    if min(h, w) < crop_size:
+        raise ValueError(f"spatial_crops=3 needs frames at least {crop_size} px on each side, got {h}x{w}")
+    c = crop_size
+    if w >= h:
+        top = (h - c) // 2
+        crops = [clips[:, :, :, top:top + c, x:x + c] for x in (0, (w - c) // 2, w - c)]
+    else:
+        left = (w - c) // 2
+        crops = [clips[:, :, :, y:y + c, left:left + c] for y in (0, (h - c) // 2, h - c)]
+    return torch.cat(crops, dim=1)
 
 
 def save_features(path: str | os.PathLike, features: FeatureSet) -> Path:

@@ -14,13 +14,14 @@ activations. Both solvers are deterministic (lbfgs; liblinear with a fixed seed)
 from __future__ import annotations
 
 import warnings
-from typing import Mapping
+from dataclasses import dataclass
+from typing import Any, Mapping
 
 import numpy as np
 
 from vidssl.eval.retrieval import check_labelled_features
 
-__all__ = ["linear_probe", "linear_probe_many", "LINEAR_KINDS"]
+__all__ = ["linear_probe", "linear_probe_many", "fit_linear_probe", "LinearProbe", "LINEAR_KINDS"]
 
 LINEAR_KINDS = ("logreg", "svm")
 
@@ -67,6 +68,63 @@ def linear_probe_many(
     The fit is most of the probe's cost (about 1.7 s for 2,000 videos here), and test lists
     that share a training split share its classifier.
     """
+    if kind not in LINEAR_KINDS:
+        raise ValueError(f"linear probe kind must be one of {LINEAR_KINDS}, got {kind!r}")
+    train_f, train_y = check_labelled_features("train", train_f, train_y)
+    checked = {}
+    for name, (test_f, test_y) in tests.items():
+        test_f, test_y = check_labelled_features(name, test_f, test_y)
+        if train_f.shape[1] != test_f.shape[1]:
+            raise ValueError(f"train features have dim {train_f.shape[1]} but {name} features have "
+                             f"dim {test_f.shape[1]}")
+        checked[name] = (test_f, test_y)
+    probe = fit_linear_probe(train_f, train_y, kind, C=C, max_iter=max_iter, seed=seed)
+    return {name: {"linear_top1": probe.accuracy(f, y)} for name, (f, y) in checked.items()}
+
+
+@dataclass
+class LinearProbe:
+    """A fitted probe: ``scaler`` (the training split's standardisation) then ``classifier``.
+
+    ``weight`` [K, D] and ``bias`` [K] (row k: label ``classes[k]``) fold the standardisation into
+    one affine map of the raw features, ``scores(f) = f @ weight.T + bias`` (the classifier's
+    decision function; its argmax is ``predict``), so the probe can sit on a backbone as a linear
+    head (class activation maps, ``vidssl.viz.saliency``). sklearn keeps one decision value d for
+    two classes; its rows are then -d/2 and +d/2, which keeps the argmax.
+    """
+
+    scaler: Any
+    classifier: Any
+
+    @property
+    def classes(self) -> np.ndarray:
+        return self.classifier.classes_
+
+    @property
+    def weight(self) -> np.ndarray:
+        return self._two_rows(self.classifier.coef_ / self.scaler.scale_)
+
+    @property
+    def bias(self) -> np.ndarray:
+        coef = self.classifier.coef_ / self.scaler.scale_
+        return self._two_rows(self.classifier.intercept_ - coef @ self.scaler.mean_)
+
+    def _two_rows(self, values: np.ndarray) -> np.ndarray:
+        if len(self.classes) == 2 and len(values) == 1:
+            return np.concatenate([-values / 2, values / 2])
+        return values
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        return self.classifier.predict(self.scaler.transform(np.asarray(features, dtype=np.float64)))
+
+    def accuracy(self, features: np.ndarray, labels: np.ndarray) -> float:
+        """Top-1 accuracy in percent."""
+        return float(100.0 * np.mean(self.predict(features) == np.asarray(labels)))
+
+
+def fit_linear_probe(train_f: np.ndarray, train_y: np.ndarray, kind: str = "logreg", *, C: float = 1.0,
+                     max_iter: int = 2000, seed: int = 0) -> LinearProbe:
+    """The classifier ``linear_probe`` fits (same arguments), returned for reuse."""
     from sklearn.exceptions import ConvergenceWarning  # sklearn is imported lazily: ~1 s
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
@@ -77,13 +135,6 @@ def linear_probe_many(
     if C <= 0:
         raise ValueError(f"C must be positive, got {C}")
     train_f, train_y = check_labelled_features("train", train_f, train_y)
-    checked = {}
-    for name, (test_f, test_y) in tests.items():
-        test_f, test_y = check_labelled_features(name, test_f, test_y)
-        if train_f.shape[1] != test_f.shape[1]:
-            raise ValueError(f"train features have dim {train_f.shape[1]} but {name} features have "
-                             f"dim {test_f.shape[1]}")
-        checked[name] = (test_f.astype(np.float64), test_y)
     if len(np.unique(train_y)) < 2:
         raise ValueError(f"linear probe needs at least 2 classes in the training split, got "
                          f"{np.unique(train_y).tolist()}")
@@ -100,6 +151,5 @@ def linear_probe_many(
         clf.fit(scaler.transform(train_f), train_y)
     if np.max(clf.n_iter_) >= max_iter:
         warnings.warn(f"linear probe ({kind}, C={C}) did not converge in {max_iter} iterations; "
-                      "accuracy may be slightly off (raise max_iter)", RuntimeWarning, stacklevel=2)
-    return {name: {"linear_top1": float(100.0 * np.mean(clf.predict(scaler.transform(f)) == y))}
-            for name, (f, y) in checked.items()}
+                      "accuracy may be slightly off (raise max_iter)", RuntimeWarning, stacklevel=3)
+    return LinearProbe(scaler, clf)

@@ -14,11 +14,11 @@ from typing import Mapping, Sequence
 from torch import nn
 
 from vidssl.eval.features import FeatureSet, extract_features
-from vidssl.eval.linear import linear_probe_many
+from vidssl.eval.linear import LinearProbe, fit_linear_probe
 from vidssl.eval.retrieval import retrieval_recall
 
-__all__ = ["evaluate_features", "evaluate_feature_sets", "evaluate_backbone", "evaluate_splits",
-           "group_by_gallery", "check_disjoint"]
+__all__ = ["evaluate_features", "evaluate_feature_sets", "score_feature_sets", "backbone_feature_sets",
+           "evaluate_backbone", "evaluate_splits", "group_by_gallery", "check_disjoint"]
 
 
 def check_disjoint(gallery: Sequence[str], queries: Mapping[str, Sequence[str]]) -> None:
@@ -43,30 +43,52 @@ def evaluate_features(train: FeatureSet, test: FeatureSet, *, ks=(1, 5, 10, 20, 
 def evaluate_feature_sets(train: FeatureSet, tests: Mapping[str, FeatureSet], *, ks=(1, 5, 10, 20, 50),
                           linear: str = "logreg") -> dict[str, dict[str, float]]:
     """``evaluate_features`` for several test lists on one gallery: ``{name: metrics}``, one probe fit."""
+    return score_feature_sets(train, tests, ks=ks, linear=linear)[0]
+
+
+def score_feature_sets(train: FeatureSet, tests: Mapping[str, FeatureSet], *, ks=(1, 5, 10, 20, 50),
+                       linear: str = "logreg") -> tuple[dict[str, dict[str, float]], LinearProbe]:
+    """``evaluate_feature_sets`` plus the fitted linear probe (per-class accuracy, saliency weights)."""
     check_disjoint(train.paths, {name: test.paths for name, test in tests.items()})
-    probe = linear_probe_many(train.features, train.labels, {n: (t.features, t.labels) for n, t in tests.items()},
-                              kind=linear)
+    probe = fit_linear_probe(train.features, train.labels, kind=linear)
     results = {}
     for name, test in tests.items():
         results[name] = retrieval_recall(test.features, test.labels, train.features, train.labels, ks=tuple(ks))
-        results[name].update(probe[name])
-    return results
+        results[name]["linear_top1"] = probe.accuracy(test.features, test.labels)
+    return results, probe
 
 
 def evaluate_backbone(backbone: nn.Module, train_catalog, test_catalogs: Mapping[str, object], eval_cfg,
                       *, frame_size, crop_size: int, num_workers: int = 0, device: str = "cpu",
-                      frame_cache=None, progress: bool = True) -> dict[str, dict[str, float]]:
-    """Extract features once for the gallery and each test list; returns ``{test name: metrics}``."""
+                      frame_cache=None, progress: bool = True,
+                      max_bad_fraction: float = 0.05) -> dict[str, dict[str, float]]:
+    """Extract features once for the gallery and each test list; returns ``{test name: metrics}``.
+
+    Unreadable videos are left out of each list (one warning per list names them) unless they are
+    more than ``max_bad_fraction`` of it (``data.max_bad_fraction``, as in pretraining)."""
+    gallery, tests = backbone_feature_sets(backbone, train_catalog, test_catalogs, eval_cfg, frame_size=frame_size,
+                                           crop_size=crop_size, num_workers=num_workers, device=device,
+                                           frame_cache=frame_cache, progress=progress,
+                                           max_bad_fraction=max_bad_fraction)
+    return evaluate_feature_sets(gallery, tests, ks=eval_cfg.ks, linear=eval_cfg.linear)
+
+
+def backbone_feature_sets(backbone: nn.Module, train_catalog, test_catalogs: Mapping[str, object], eval_cfg,
+                          *, frame_size, crop_size: int, num_workers: int = 0, device: str = "cpu",
+                          frame_cache=None, progress: bool = True,
+                          max_bad_fraction: float = 0.05) -> tuple[FeatureSet, dict[str, FeatureSet]]:
+    """``(gallery features, {test name: features})`` of ``backbone`` as ``eval_cfg`` asks (refused
+    before any decoding when a test list shares a video with the gallery)."""
     def features(catalog, what: str) -> FeatureSet:
         return extract_features(backbone, catalog, clip_len=eval_cfg.clip_len, stride=eval_cfg.stride,
                                 num_clips=eval_cfg.num_clips, frame_size=tuple(frame_size), crop_size=crop_size,
                                 stage=eval_cfg.stage, batch_size=eval_cfg.batch_size, num_workers=num_workers,
-                                device=device, frame_cache=frame_cache, progress=progress, desc=what)
+                                device=device, frame_cache=frame_cache, progress=progress, desc=what,
+                                max_bad_fraction=max_bad_fraction)
 
     check_disjoint(train_catalog.paths(), {name: c.paths() for name, c in test_catalogs.items()})
     gallery = features(train_catalog, "train")
-    tests = {name: features(catalog, name) for name, catalog in test_catalogs.items()}
-    return evaluate_feature_sets(gallery, tests, ks=eval_cfg.ks, linear=eval_cfg.linear)
+    return gallery, {name: features(catalog, name) for name, catalog in test_catalogs.items()}
 
 
 def group_by_gallery(lists: Mapping[str, tuple[object, object]]) -> list[tuple[object, dict[str, object]]]:

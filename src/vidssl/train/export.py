@@ -17,23 +17,27 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
-from vidssl.io import atomic_path, write_json_atomic
+from vidssl.io import write_bytes_atomic, write_json_atomic
 
 __all__ = ["NETWORKS_FILE", "save_backbone", "load_backbone", "save_networks", "run_network_specs",
-           "backbone_from_run"]
+           "backbone_from_run", "check_run_dir"]
 
 NETWORKS_FILE = "networks.json"
 
 
 def save_backbone(backbone: nn.Module, path: str | os.PathLike) -> Path:
-    """Write the backbone's state dict atomically (temp file + rename)."""
+    """Write the backbone's state dict atomically (temp file + rename).
+
+    Serialised in memory and written by vidssl.io, not by safetensors' own file writer: that one
+    creates files 0600 (every other file of a run follows the umask) and reports a full disk
+    without the file's name.
+    """
     path = Path(path)
     state = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp))
+    write_bytes_atomic(path, save(state))
     return path
 
 
@@ -41,7 +45,12 @@ def load_backbone(backbone: nn.Module, path: str | os.PathLike, strict: bool = T
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"backbone weights not found: {path}")
-    backbone.load_state_dict(load_file(str(path)), strict=strict)
+    try:
+        state = load_file(str(path))
+    except Exception as err:  # safetensors raises its own SafetensorError for a damaged file
+        raise ValueError(f"{path}: cannot read the weights ({err}); the file is damaged or not "
+                         f"safetensors") from None
+    backbone.load_state_dict(state, strict=strict)
     return backbone
 
 
@@ -100,3 +109,16 @@ def backbone_from_run(run_dir: str | os.PathLike, network: str = "backbone") -> 
         raise ValueError(f"{run_dir / NETWORKS_FILE}: network {network!r} was exported without a spec "
                          f"(a hand-assembled module); build it yourself and load_backbone() its weights")
     return load_backbone(spec.build(), run_dir / f"{network}.safetensors")
+
+
+def check_run_dir(run_dir: str | os.PathLike) -> Path:
+    """``run_dir`` if it is a folder ``vidssl pretrain`` wrote (it holds config.yaml), else
+    ``FileNotFoundError`` saying which it is not, before anything reads from it."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        what = "is a file, not a run directory" if run_dir.exists() else "no such run directory"
+        raise FileNotFoundError(f"{run_dir}: {what} (give the folder `vidssl pretrain` wrote)")
+    if not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"{run_dir}: not a pretraining run directory (no config.yaml); give the folder "
+                                f"`vidssl pretrain` wrote")
+    return run_dir

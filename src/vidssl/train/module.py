@@ -3,7 +3,19 @@
 Optimisation is manual (``automatic_optimization = False``) because the trainer must decide,
 after backward, whether a step is safe: a step whose loss or gradient is not finite is skipped
 and counted instead of poisoning the weights. Under DDP the gradients are already all-reduced
-when that check runs, so every rank reaches the same decision without extra communication.
+when that check runs; the loss is each rank's own, so whether it is finite is agreed across ranks
+(one rank's NaN loss skips the step everywhere, and every rank's grad scaler sees the same steps).
+
+Every decision that ends or changes a step is taken the same on every rank, so no rank is left
+waiting in a collective for one that stopped: each step the ranks share their bad videos (a
+count, and the paths when there are any), every rank's ``BadVideoTally`` adds up all of them, and
+when the bad fraction passes ``data.max_bad_fraction`` every rank raises ``TooManyBadVideos`` at
+the same step, naming every bad file. (A rank that crashes for any other reason ends the others
+through Lightning's process observer, which kills them; the crashed rank prints the cause.)
+
+Randomness: the method draws from ``batch["generator"]`` (a function of seed, step and rank); a
+module that draws from torch's global generator instead (dropout) runs its forward with that
+generator seeded the same way, so a resumed run replays it bit for bit.
 
 Under ``16-mixed`` the gradients come out of backward multiplied by the grad scaler's scale.
 There the step always goes through Lightning's precision plugin, which unscales them, calls
@@ -19,6 +31,7 @@ steps in ``setup``, the same world size the data sampler uses.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +42,9 @@ from vidssl.data.dataset import BadVideoTally
 from vidssl.train.sampler import steps_per_epoch
 from vidssl.train.schedule import lr_factor, scaled_lr
 
-__all__ = ["MethodModule", "StepPlan", "step_generator"]
+__all__ = ["MethodModule", "StepPlan", "step_generator", "global_rng_of_step"]
+
+_GLOBAL_STREAM = 0x6C0BA1  # keeps the global generator's seed apart from step_generator's
 
 
 @dataclass(frozen=True)
@@ -58,6 +73,19 @@ def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
     """The random stream of one optimiser step on one rank: a function of nothing else, so a
     resumed run draws exactly what an uninterrupted one would have."""
     return torch.Generator().manual_seed((seed * 1_000_003 + step) * 1009 + rank)
+
+
+@contextmanager
+def global_rng_of_step(seed: int, step: int, rank: int, device: torch.device):
+    """torch's global generator (CPU, and ``device``'s when it is a GPU) seeded from (seed, step, rank)
+    for the block, then restored: dropout and anything else drawing from it replays on resume."""
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    value = (((seed * 1_000_003 + step) * 1009 + rank) ^ _GLOBAL_STREAM) % (1 << 63)
+    with torch.random.fork_rng(devices=cuda):
+        torch.default_generator.manual_seed(value)
+        if cuda:
+            torch.cuda.manual_seed(value)
+        yield
 
 
 class MethodModule(L.LightningModule):
@@ -154,17 +182,18 @@ class MethodModule(L.LightningModule):
         lr = self.current_lr()
         for group in opt.param_groups:
             group["lr"] = lr
-        self.tally.update(batch.get("skipped", []), len(batch["index"]))
+        self.tally.update(*self._bad_videos_of_all_ranks(batch.get("skipped", []), len(batch["index"])))
         batch["generator"] = step_generator(self.seed, int(self.batches_seen), self.global_rank)
         # Where training is, for the method (a loss weight over epochs): optimiser steps taken so far
         # and epochs of data consumed before this batch; both come back with a checkpoint.
         batch["step"] = int(self.global_step)
         batch["epoch"] = self.epoch_position()
 
-        out = self.method(batch)
+        with global_rng_of_step(self.seed, int(self.batches_seen), self.global_rank, self.device):
+            out = self.method(batch)
         opt.zero_grad(set_to_none=True)
         self.manual_backward(out["loss"])  # scaled by the grad scaler under 16-mixed
-        loss_finite = bool(torch.isfinite(out["loss"].detach()))
+        loss_finite = self._on_all_ranks(bool(torch.isfinite(out["loss"].detach())))
         scaler = self.grad_scaler()
         if scaler is not None and loss_finite:
             # The plugin unscales, calls on_before_optimizer_step (clipping), lets the scaler skip the
@@ -197,6 +226,34 @@ class MethodModule(L.LightningModule):
                  batch_size=len(batch["index"]))
         return out["loss"].detach()
 
+    def _distributed(self) -> bool:
+        trainer = self._trainer
+        return (trainer is not None and trainer.world_size > 1 and torch.distributed.is_available()
+                and torch.distributed.is_initialized())
+
+    def _bad_videos_of_all_ranks(self, skipped, served: int) -> tuple[list[str], int]:
+        """This step's bad video paths and items served, of every rank together (the same list on
+        every rank); alone, this rank's. One small all-reduce per step; the paths travel only in a
+        step where some rank met a bad video."""
+        if not self._distributed():
+            return list(skipped), served
+        counts = torch.tensor([served, len(skipped)], dtype=torch.long, device=self.device)
+        torch.distributed.all_reduce(counts)
+        served_all, skipped_all = (int(v) for v in counts.tolist())
+        if not skipped_all:
+            return [], served_all
+        per_rank: list = [None] * self.trainer.world_size
+        torch.distributed.all_gather_object(per_rank, list(skipped))
+        return [path for paths in per_rank for path in paths], served_all
+
+    def _on_all_ranks(self, flag: bool) -> bool:
+        """``flag`` and-ed over the ranks (this rank's alone outside DDP)."""
+        if not self._distributed():
+            return flag
+        value = torch.tensor([int(flag)], dtype=torch.long, device=self.device)
+        torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MIN)
+        return bool(value.item())
+
     def grad_scaler(self) -> torch.amp.GradScaler | None:
         """The precision plugin's grad scaler (``16-mixed``), or ``None``."""
         trainer = self._trainer
@@ -215,6 +272,10 @@ class MethodModule(L.LightningModule):
 
     def on_train_start(self) -> None:
         self._last_step_start = None  # time between fits (e.g. before a resume) is not training time
+        # The bad-video limit is a share of the videos the run reads: its data loader's dataset.
+        dataset = getattr(self.trainer.train_dataloader, "dataset", None)
+        if self.tally.num_videos is None and dataset is not None and hasattr(dataset, "__len__") and len(dataset):
+            self.tally.num_videos = len(dataset)
         self._stop_at_total_steps()
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
@@ -227,11 +288,7 @@ class MethodModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The tally travels with the run so a resumed run keeps counting toward the same limit.
-        checkpoint["bad_videos"] = {"served": self.tally.served, "bad_hits": self.tally.bad_hits,
-                                    "bad_paths": dict(self.tally.bad_paths)}
+        checkpoint["bad_videos"] = self.tally.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        saved = checkpoint.get("bad_videos", {})
-        self.tally.served = saved.get("served", 0)
-        self.tally.bad_hits = saved.get("bad_hits", 0)
-        self.tally.bad_paths = dict(saved.get("bad_paths", {}))
+        self.tally.load_state_dict(checkpoint.get("bad_videos", {}))

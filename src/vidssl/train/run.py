@@ -18,8 +18,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from vidssl.config import ConfigError, to_yaml
-from vidssl.data.augment import ClipAugment
-from vidssl.data.from_config import SPLIT_FILE, catalog_from_config, frame_cache_from_config
+from vidssl.data.from_config import SPLIT_FILE, augment_from_config, catalog_from_config, frame_cache_from_config
 from vidssl.io import write_json_atomic, write_text_atomic
 from vidssl.methods.base import backbone_spec, build_method, method_config, network_specs
 from vidssl.train.callbacks import AtomicCheckpointIO, JsonlMetrics
@@ -29,8 +28,8 @@ from vidssl.train.module import MethodModule, StepPlan
 
 # catalog_from_config and frame_cache_from_config live in vidssl.data.from_config; still importable
 # from here, where they were first.
-__all__ = ["pretrain", "resolve_precision", "cpu_has_native_bf16", "gpu_has_native_bf16", "catalog_from_config",
-           "frame_cache_from_config"]
+__all__ = ["pretrain", "build_trainer", "last_checkpoint", "resolve_precision", "cpu_has_native_bf16",
+           "gpu_has_native_bf16", "catalog_from_config", "frame_cache_from_config"]
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +81,7 @@ def pretrain(cfg, *, resume: bool = False, callbacks: list[L.Callback] | None = 
     """
     started = time.perf_counter()
     run_dir = Path(cfg.run_dir)
-    ckpt_dir = run_dir / "checkpoints"
-    last = ckpt_dir / "last.ckpt"
-    if last.exists() and not resume:
-        raise FileExistsError(f"{run_dir} already holds a run ({last}); pass --resume to continue it "
-                              f"or choose another run_dir")
-    if resume and not last.exists():
-        raise FileNotFoundError(f"--resume: no checkpoint at {last}")
+    last = last_checkpoint(run_dir, resume)
     tr = cfg.trainer
     if tr.threads:
         torch.set_num_threads(tr.threads)
@@ -107,11 +100,7 @@ def pretrain(cfg, *, resume: bool = False, callbacks: list[L.Callback] | None = 
     # A folder / csv dataset's data.test_fraction split is recorded here, for the run's evaluation.
     catalog = catalog_from_config(cfg.data, "train", split_file=run_dir / SPLIT_FILE)
     backbone = main_spec.build()
-    augment = ClipAugment(crop_size=cfg.augment.crop_size, scale=tuple(cfg.augment.scale),
-                          ratio=tuple(cfg.augment.ratio), hflip_p=cfg.augment.hflip_p,
-                          jitter=tuple(cfg.augment.jitter), jitter_p=cfg.augment.jitter_p,
-                          gray_p=cfg.augment.gray_p, blur_p=cfg.augment.blur_p,
-                          per_frame_jitter=cfg.augment.per_frame_jitter)
+    augment = augment_from_config(cfg.augment)
     method = build_method(method_name, backbone, mcfg, len(catalog.classes), augment,
                           channels_last=tr.channels_last, model=cfg.model)
     if tr.channels_last:
@@ -134,22 +123,7 @@ def pretrain(cfg, *, resume: bool = False, callbacks: list[L.Callback] | None = 
 
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.yaml", to_yaml(_with_networks(cfg, extra_specs)))
-    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="step{step:07d}", save_last=True, save_top_k=0,
-                                 every_n_train_steps=max(1, tr.checkpoint_every_n_steps), auto_insert_metric_name=False)
-    callbacks = [checkpoint, JsonlMetrics(run_dir / "metrics.jsonl", tr.log_every_n_steps), *(callbacks or [])]
-    if tr.progress:
-        callbacks.append(TQDMProgressBar(refresh_rate=max(1, tr.log_every_n_steps // 2)))
-    trainer = L.Trainer(
-        accelerator=tr.accelerator, devices=tr.devices, num_nodes=tr.num_nodes,
-        strategy=tr.strategy, sync_batchnorm=tr.sync_batchnorm,
-        precision=resolve_precision(tr.precision, tr.accelerator),
-        max_steps=tr.max_steps or -1, max_epochs=-1,  # with max_epochs, the module stops at its total steps
-        max_time={"seconds": tr.max_time_seconds} if tr.max_time_seconds else None,
-        logger=TensorBoardLogger(save_dir=str(run_dir), name="tb", version=""),
-        callbacks=callbacks, plugins=[AtomicCheckpointIO()], log_every_n_steps=tr.log_every_n_steps,
-        enable_progress_bar=tr.progress, enable_model_summary=False, use_distributed_sampler=False,
-        num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=str(run_dir),
-    )
+    trainer = build_trainer(tr, run_dir, callbacks, max_steps=tr.max_steps, max_time_seconds=tr.max_time_seconds)
     # weights_only: a checkpoint is tensors and plain containers; one that carries code is refused.
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None, weights_only=True)
     # Lightning saves every N steps; the end of the run (max_steps or max_time) is saved here.
@@ -171,6 +145,44 @@ def pretrain(cfg, *, resume: bool = False, callbacks: list[L.Callback] | None = 
             log.warning("%d unreadable video(s) were skipped: %s", len(summary["bad_videos"]),
                         ", ".join(summary["bad_videos"][:10]))
     return run_dir
+
+
+def last_checkpoint(run_dir: Path, resume: bool) -> Path:
+    """``run_dir/checkpoints/last.ckpt``, checked against ``resume``: an existing run is never
+    overwritten, and ``--resume`` needs a checkpoint."""
+    last = Path(run_dir) / "checkpoints" / "last.ckpt"
+    if last.exists() and not resume:
+        raise FileExistsError(f"{run_dir} already holds a run ({last}); pass --resume to continue it "
+                              f"or choose another run_dir")
+    if resume and not last.exists():
+        raise FileNotFoundError(f"--resume: no checkpoint at {last}")
+    return last
+
+
+def build_trainer(tr, run_dir: Path, callbacks: list[L.Callback] | None = None, *, max_steps: int | None = None,
+                  max_time_seconds: float | None = None) -> L.Trainer:
+    """The Lightning trainer of a run directory, as ``trainer:`` (``tr``) sets it up: devices, strategy,
+    precision, atomic checkpoints in ``run_dir/checkpoints`` (``last.ckpt`` plus every
+    ``checkpoint_every_n_steps``), ``metrics.jsonl``, TensorBoard under ``tb/``, ``callbacks`` after
+    those. ``vidssl pretrain`` and ``vidssl finetune`` both train with it. The module stops the run
+    at its own total steps; ``max_steps`` / ``max_time_seconds`` are Lightning's hard limits."""
+    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="step{step:07d}", save_last=True,
+                                 save_top_k=0, every_n_train_steps=max(1, tr.checkpoint_every_n_steps),
+                                 auto_insert_metric_name=False)
+    callbacks = [checkpoint, JsonlMetrics(run_dir / "metrics.jsonl", tr.log_every_n_steps), *(callbacks or [])]
+    if tr.progress:
+        callbacks.append(TQDMProgressBar(refresh_rate=max(1, tr.log_every_n_steps // 2)))
+    return L.Trainer(
+        accelerator=tr.accelerator, devices=tr.devices, num_nodes=tr.num_nodes,
+        strategy=tr.strategy, sync_batchnorm=tr.sync_batchnorm,
+        precision=resolve_precision(tr.precision, tr.accelerator),
+        max_steps=max_steps or -1, max_epochs=-1,  # with max_epochs, the module stops at its total steps
+        max_time={"seconds": max_time_seconds} if max_time_seconds else None,
+        logger=TensorBoardLogger(save_dir=str(run_dir), name="tb", version=""),
+        callbacks=callbacks, plugins=[AtomicCheckpointIO()], log_every_n_steps=tr.log_every_n_steps,
+        enable_progress_bar=tr.progress, enable_model_summary=False, use_distributed_sampler=False,
+        num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=str(run_dir),
+    )
 
 
 def _with_networks(cfg, specs):

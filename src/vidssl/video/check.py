@@ -173,12 +173,9 @@ def _videos_of_csv(csv_path: Path, root: Path) -> list[str]:
 
 
 def _videos_below(folder: Path) -> list[str]:
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        found += [os.path.join(dirpath, f) for f in filenames
-                  if not f.startswith(".") and os.path.splitext(f)[1].lower() in VIDEO_EXTENSIONS]
-    return sorted(found)
+    from vidssl.data.catalogs import files_below  # a folder that cannot be listed is an error, not a gap
+
+    return [str(p) for p in files_below(folder) if p.suffix.lower() in VIDEO_EXTENSIONS]
 
 
 _LABELLED = re.compile(r"^(.*\S)\s+-?\d+$")

@@ -297,7 +297,7 @@ def _h264_max_refs(reader: VideoReader) -> int | None:
     if refs is None:
         try:
             reader._seek_to_start()
-            first = next((p for p in reader._container.demux(reader._stream) if p.size), None)
+            first = next((p for p in reader._demux() if p.size), None)
         except AV_ERRORS:
             return None  # damaged first packet: the count stays unknown
         refs = h264_max_ref_frames(bytes(first)) if first is not None else None

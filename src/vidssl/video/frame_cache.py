@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vidssl.io import atomic_path
+from vidssl.io import atomic_file
 from vidssl.video.reader import RESIZE_METHOD, VideoReader, VideoReadError
 
 __all__ = ["FrameCache", "FrameCacheWarning"]
@@ -134,5 +134,5 @@ def _write_npy_atomic(target: Path, frames: np.ndarray) -> None:
     """Write through a temporary file and a rename, without ``fsync``: the first epoch writes one
     file per video, and a file lost to a crash is only a cache miss (``_load`` checks every file
     it opens and re-decodes a damaged one), so durability is not worth a disk flush per video."""
-    with atomic_path(target) as tmp, open(tmp, "wb") as f:
+    with atomic_file(target, "wb", fsync=False) as f:
         np.save(f, frames, allow_pickle=False)

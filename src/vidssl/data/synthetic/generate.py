@@ -9,13 +9,14 @@ up), and only missing videos are rendered.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
 
 from ...parallel import WorkerPoolError, map_videos
 from ...video.writer import write_video
-from .layout import MANIFEST_NAME, manifest_header, read_manifest, write_manifest, write_split_files
+from .layout import MANIFEST_NAME, SPLIT_DIR, manifest_header, read_manifest, write_manifest, write_split_files
 from .plan import VideoSpec, plan_benchmark
 from .presets import Preset, resolve_preset
 from .render import render_video
@@ -91,6 +92,12 @@ def _check_existing(root: Path, header: dict) -> None:
         return
     existing = read_manifest(root)
     wanted = json.loads(json.dumps(header))  # the same value types as the file
+    if isinstance(existing.get("preset"), dict):
+        # A preset field added after a benchmark was written (object_radius) holds its default there.
+        defaults = json.loads(json.dumps({f.name: f.default for f in dataclasses.fields(Preset)
+                                          if f.default is not dataclasses.MISSING}))
+        existing["preset"] = {**{k: v for k, v in defaults.items() if k not in existing["preset"]},
+                              **existing["preset"]}
     diffs = [key for key in wanted if existing.get(key) != wanted[key]]
     if diffs:
         detail = ", ".join(f"{k}: {existing.get(k)!r} on disk vs {wanted[k]!r} requested" for k in diffs
@@ -103,8 +110,10 @@ def _check_existing(root: Path, header: dict) -> None:
 
 
 def _remove_stale_temporaries(root: Path, specs: list[VideoSpec]) -> None:
-    """Delete half-written ``.tmp-<pid>-v_*.avi`` files a killed run left in the class folders."""
-    for folder in sorted({(root / s.relpath).parent for s in specs}):
-        if folder.is_dir():
-            for tmp in folder.glob(".tmp-*-v_*.avi"):
-                tmp.unlink(missing_ok=True)
+    """Delete the half-written ``.tmp-<pid>-*`` files a killed run left: videos in the class folders,
+    the manifest and the split files (readers never open them: they are hidden files). One
+    generator writes a benchmark folder at a time, so whatever its process id, a temporary is stale."""
+    from vidssl.io import remove_stale_temporaries
+
+    for folder in sorted({root, root / SPLIT_DIR, *((root / s.relpath).parent for s in specs)}):
+        remove_stale_temporaries(folder, live_writers=False)

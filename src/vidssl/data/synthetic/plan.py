@@ -130,7 +130,7 @@ def _sample_video(rng: np.random.Generator, preset: Preset, relpath: str, list_n
     size, unit, num_frames = preset.size, preset.unit, preset.num_frames
     motion = CLASSES[label]
     tempo = float(rng.uniform(*TEMPO_RANGE))
-    obj = sample_object(rng, unit=unit)
+    obj = sample_object(rng, unit=unit, radius_range=tuple(preset.object_radius))
     pan = None
     if rng.random() < preset.pan_prob:
         travel = float(rng.uniform(*_PAN_TRAVEL)) * size
