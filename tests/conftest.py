@@ -3,6 +3,7 @@
 The suite runs on 2 shared cores; small 3D convolutions run many times slower with 2 threads
 under load than with 1, and one thread keeps results bit-reproducible.
 """
+import lightning as L
 import pytest
 import torch
 
@@ -36,3 +37,18 @@ def tiny_overrides(root, run_dir, **extra):
     }
     values.update(extra)
     return [f"{k}={v}" for k, v in values.items()]
+
+
+class Crash(RuntimeError):
+    pass
+
+
+class CrashAt(L.Callback):
+    """A killed job: raises before batch ``n`` (after the step-n checkpoint was written)."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if int(pl_module.batches_seen) == self.n:
+            raise Crash(f"simulated crash at batch {self.n}")

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import tiny_overrides
+from conftest import Crash, CrashAt, tiny_overrides
 from vidssl.cli import main
 from vidssl.config import ConfigError, FinetuneRunConfig, load_config
 from vidssl.data.catalogs import Catalog, VideoRecord, class_balanced_subset, ucf101
@@ -84,21 +84,6 @@ def test_from_scratch_with_limited_labels(pretrained, tmp_path):
     for key in convs:
         torch.testing.assert_close(tuned[key], fresh[key], rtol=0, atol=1e-6, msg=key)
         assert not torch.allclose(tuned[key], trained[key], atol=1e-3), key
-
-
-class Crash(RuntimeError):
-    pass
-
-
-class CrashAt(L.Callback):
-    """A killed job: raises before batch ``n`` (after the step-n checkpoint was written)."""
-
-    def __init__(self, n):
-        self.n = n
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if int(pl_module.batches_seen) == self.n:
-            raise Crash(f"simulated crash at batch {self.n}")
 
 
 def test_resume_gives_identical_weights_and_history(pretrained, tmp_path):

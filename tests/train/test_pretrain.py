@@ -7,25 +7,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import tiny_overrides
+from conftest import Crash, CrashAt, tiny_overrides
 from vidssl.config import load_config
 from vidssl.demo import demo_config_dir
 from vidssl.train.run import pretrain, resolve_precision
-
-
-class Crash(RuntimeError):
-    pass
-
-
-class CrashAt(L.Callback):
-    """Simulates a killed job: raises before batch ``n`` (after the step-n checkpoint)."""
-
-    def __init__(self, n):
-        self.n = n
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if int(pl_module.batches_seen) == self.n:
-            raise Crash(f"simulated crash at batch {self.n}")
 
 
 def _cfg(root, run_dir, method="moco", **extra):
