@@ -52,3 +52,15 @@ class CrashAt(L.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if int(pl_module.batches_seen) == self.n:
             raise Crash(f"simulated crash at batch {self.n}")
+
+
+@pytest.fixture(scope="session")
+def tiny_supervised_run(tiny_benchmark, tmp_path_factory):
+    """A 2-step supervised pretraining run at width 4 on the tiny benchmark, for tests that fine-tune or score
+    a pretrained backbone without changing its run directory."""
+    from vidssl.cli import main
+
+    run = tmp_path_factory.mktemp("supervised") / "run"
+    overrides = tiny_overrides(tiny_benchmark, run, **{"model.width": 4, "trainer.max_steps": 2})
+    assert main(["pretrain", "-c", "configs/demo/supervised.yaml", *overrides]) == 0
+    return run

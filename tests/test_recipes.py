@@ -141,12 +141,9 @@ def _hmdb_like(benchmark: Path, root: Path) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tiny_benchmark, tmp_path_factory):
-    run = tmp_path_factory.mktemp("recipes") / "run"
-    overrides = tiny_overrides(tiny_benchmark, run, **{"model.width": 4, "trainer.max_steps": 2})
-    assert main(["pretrain", "-c", "configs/demo/supervised.yaml", *overrides]) == 0
-    return run
+@pytest.fixture
+def tiny_run(tiny_supervised_run):
+    return tiny_supervised_run
 
 
 # Budget and sizes only; the recipe's optimiser, schedule, dropout and lr rule stay as written.

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import Crash, CrashAt, tiny_overrides
+from conftest import Crash, CrashAt
 from vidssl.cli import main
 from vidssl.config import ConfigError, FinetuneRunConfig, load_config
 from vidssl.data.catalogs import Catalog, VideoRecord, class_balanced_subset, ucf101
@@ -24,13 +24,10 @@ FAST = ["finetune.epochs=2", "finetune.batch_size=8", "finetune.num_clips=2", "f
         "trainer.checkpoint_every_n_steps=2", "trainer.progress=false"]
 
 
-@pytest.fixture(scope="module")
-def pretrained(tiny_benchmark, tmp_path_factory):
-    """A 2-step supervised pretraining run at width 4 (its backbone is what gets fine-tuned)."""
-    run = tmp_path_factory.mktemp("ft") / "run"
-    overrides = tiny_overrides(tiny_benchmark, run, **{"model.width": 4, "trainer.max_steps": 2})
-    assert main(["pretrain", "-c", "configs/demo/supervised.yaml", *overrides]) == 0
-    return run
+@pytest.fixture
+def pretrained(tiny_supervised_run):
+    """The run whose backbone gets fine-tuned (conftest's 2-step supervised run)."""
+    return tiny_supervised_run
 
 
 def _cfg(run, *extra):
