@@ -141,8 +141,8 @@ def test_object_radius_sets_the_moving_objects_size_and_old_manifests_still_matc
 
 @pytest.mark.parametrize("contrast", [0.4, 0.6])
 def test_render_object_is_visible_and_background_has_the_preset_contrast(contrast):
-    preset = resolve_preset("demo", train_per_class=1, unbiased_train_per_class=1, test_per_class=1,
-                            background_contrast=contrast)
+    preset = resolve_preset("demo", size=64, train_per_class=1, unbiased_train_per_class=1, test_per_class=1,
+                            background_contrast=contrast, object_radius=(8.0, 12.0))
     spec = next(s for s in plan_benchmark(preset, 0, 0.9) if s.pan is None and s.distractor is None)
     frames = render_video(spec)
     assert frames.shape == (32, 64, 64, 3) and frames.dtype == np.uint8
