@@ -58,7 +58,8 @@ def test_check_videos_reports_bad_files(tmp_path, capsys):
 def test_console_script_is_installed():
     out = subprocess.run([sys.executable, "-m", "vidssl.cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0
-    for command in ("make-benchmark", "pretrain", "evaluate", "extract", "check-videos", "finetune", "compare", "demo"):
+    for command in ("make-benchmark", "pretrain", "evaluate", "extract", "check-videos", "finetune", "compare", "demo",
+                    "summarize"):
         assert command in out.stdout
 
 

@@ -152,6 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="backbone module Grad-CAM is taken at, e.g. stages.p4 (default: the evaluated stage)")
     p.add_argument("--device", default="auto", help="where scoring runs (auto: cuda when available)")
 
+    p = sub.add_parser("summarize", help="mean, spread and gaps (with their noise) over several compare / demo runs")
+    p.add_argument("runs", nargs="+", help="run folders holding results.json")
+    p.add_argument("--out", default=None, help="folder for summary.json and summary.md (default: print only)")
+    p.add_argument("--metric", default="R@1", help="metric of the gaps and the table (default R@1)")
+    p.add_argument("--reference", default="moco,random", help="comma-separated rows every row is compared with")
+    p.add_argument("--queries", type=int, default=None,
+                   help="queries per test split, for the noise of a gap (the demo's benchmark: 200)")
     p = sub.add_parser("demo", help="the main job: every method on the embedded benchmark, one table and report")
     p.add_argument("--out", default=None, help="results folder (default runs/demo, runs/demo-seedN, runs/demo-quick)")
     p.add_argument("--data", default=None,
@@ -404,6 +411,18 @@ def _demo(args) -> int:
     return 0
 
 
+def _summarize(args) -> int:
+    from vidssl.eval.runs import format_summary, load_run, summarize_runs, write_summary
+
+    refs = [r for r in args.reference.split(",") if r.strip()]
+    summary = summarize_runs([load_run(path) for path in args.runs], metric=args.metric, references=refs,
+                             queries=args.queries)
+    print(format_summary(summary), end="")
+    if args.out:
+        write_summary(summary, args.out)
+    return 0
+
+
 def _quiet_lightning(verbose: bool) -> None:
     """Lightning's INFO lines (accelerators found, a tip), printed twice (its own console handler and
     the root's), only with -v. Called once Lightning is imported: its import sets the level to INFO."""
@@ -420,7 +439,8 @@ def _check_folder(path: str | None, option: str, what: str) -> None:
 
 
 _COMMANDS = {"make-benchmark": _make_benchmark, "pretrain": _pretrain, "evaluate": _evaluate, "finetune": _finetune,
-             "extract": _extract, "check-videos": _check_videos, "compare": _compare, "demo": _demo}
+             "extract": _extract, "check-videos": _check_videos, "compare": _compare, "demo": _demo,
+             "summarize": _summarize}
 
 if __name__ == "__main__":
     sys.exit(main())

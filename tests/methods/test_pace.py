@@ -277,7 +277,7 @@ def test_demo_config_validates():
     mcfg = method_config("pace", cfg.method)
     # A clip at the fastest pace must fit in the demo benchmark's 32-frame videos.
     assert (mcfg.clip_len - 1) * mcfg.max_pace + 1 <= 32
-    # The demo row: classification alone, no colour jitter (measured in the config's comments).
-    assert mcfg.contrastive == "none" and cfg.augment.jitter_p == 0 and cfg.augment.gray_p == 0
+    # The demo row: classification + same-pace contrast, no colour jitter (measured in the config's comments).
+    assert mcfg.contrastive == "same_pace" and cfg.augment.jitter_p == 0 and cfg.augment.gray_p == 0
     full = load_config([CONFIGS / "demo" / "pace.yaml"], ["method.contrastive=same_context", "augment.jitter_p=0.8"])
     assert full.augment.per_frame_jitter and method_config("pace", full.method).contrastive == "same_context"
