@@ -254,7 +254,9 @@ def test_config_errors():
 def test_pretrain_runs_and_exports_the_backbone(name, tiny_benchmark, tmp_path):
     run = tmp_path / name
     overrides = tiny_overrides(tiny_benchmark, run, **{
-        "method.name": name, "method.clip_len": 4, "method.queue_size": 16, "method.proj_dim": 8,
+        # eq. 7 with the paper's flow scaling (DIS between the negative's frames), the triplet as the demo row has it
+        "method.name": name, "method.flow_scaling": "true" if name == "dsm" else "false",
+        "method.clip_len": 4, "method.queue_size": 16, "method.proj_dim": 8,
         "model.width": 4, "trainer.max_steps": 3, "trainer.checkpoint_every_n_steps": 3})
     assert main(["pretrain", "-c", str(demo_config_dir() / "dsm.yaml"), *overrides]) == 0
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
