@@ -17,11 +17,13 @@ import os
 from pathlib import Path
 from typing import Mapping
 
-__all__ = ["format_table", "write_results", "SPLIT_ORDER", "TABLE_METRICS", "CHART_METRICS"]
+__all__ = ["format_table", "write_results", "SPLIT_ORDER", "TABLE_METRICS", "CHART_METRICS", "RESERVED_KEYS"]
 
 SPLIT_ORDER = ("decorrelated", "biased")
 TABLE_METRICS = ("R@1", "R@5", "linear_top1")
 CHART_METRICS = ("R@1", "linear_top1")
+# Top-level keys of results.json beside the splits: no split may take these names.
+RESERVED_KEYS = ("wall_seconds", "run")
 _METRIC_TITLES = {"linear_top1": "linear top-1"}
 
 Results = Mapping[str, Mapping[str, Mapping[str, float]]]
@@ -60,7 +62,7 @@ def write_results(results: Results, out_dir: str | os.PathLike, wall_seconds: fl
     per method, one panel per split. Every file is written atomically, so an interrupted run
     never leaves a truncated report next to a complete one.
     """
-    for reserved in ("wall_seconds", "run"):
+    for reserved in RESERVED_KEYS:
         if reserved in results:
             raise ValueError(f"{reserved!r} is reserved in results.json; rename that split")
     out_dir = Path(out_dir)

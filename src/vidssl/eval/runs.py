@@ -22,11 +22,10 @@ import statistics
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from vidssl.eval.report import RESERVED_KEYS
 from vidssl.io import write_bytes_atomic
 
 __all__ = ["load_run", "summarize_runs", "noise_points", "format_summary", "write_summary"]
-
-RESERVED = ("wall_seconds", "run")
 
 
 def load_run(path: str | os.PathLike) -> dict:
@@ -39,7 +38,7 @@ def load_run(path: str | os.PathLike) -> dict:
         payload = json.loads(file.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{file}: not valid JSON ({err})") from None
-    results = {k: v for k, v in payload.items() if k not in RESERVED}
+    results = {k: v for k, v in payload.items() if k not in RESERVED_KEYS}
     if not results or not all(isinstance(v, dict) for v in results.values()):
         raise ValueError(f"{file}: expected split -> row -> metric tables")
     return {"results": results, "run": payload.get("run", {}), "wall_seconds": payload.get("wall_seconds"),

@@ -84,7 +84,7 @@ PRESETS: dict[str, Preset] = {
     #   alone reached 32.5 decorrelated R@1 where every self-supervised row had stayed
     #   scene-bound; the scene is still recognisable (scene-only 13.5 / 70.5).
     # - 48 px: every step costs about 0.6x the 64-px one (R3D width 8: supervised 6.5 it/s against
-    #   4 it/s), so every self-supervised row gets 400 steps in the 20-minute demo instead of 250;
+    #   4 it/s), so every self-supervised row gets 300 steps in the 20-minute demo instead of 250;
     #   the radius scales with the frame, so the object is the 18-24 px it was at 64 px.
     #   Calibration at 48 px: scene-only 15.0 / 69.0, motion-only 93.5 / 98.0 (decorrelated /
     #   biased R@1), supervised-unbiased 95.5 (600 steps), supervised 15.0 / 60.5 (300 steps).
