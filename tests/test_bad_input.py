@@ -347,6 +347,8 @@ ROWS = {
     "evaluate/wrong-type": Row("evaluate {RUN} eval.batch_size=many", 2, ("eval.batch_size", "'many'")),
     "evaluate/zero-batch-size": Row("evaluate {RUN} eval.batch_size=0", 2, ("eval.batch_size", "positive integer")),
     "evaluate/list-key-given-scalar": Row("evaluate {RUN} eval.ks=5", 2, ("eval.ks", "expects a list")),
+    "evaluate/unknown-protocol": Row("evaluate {RUN} eval.protocol=clip", 2, ("eval.protocol", "video | clips", "got clip")),
+    "evaluate/clip-pool-of-two": Row("evaluate {RUN} eval.clip_pool=[7,7]", 2, ("eval.clip_pool", "(T, H, W)")),
     "evaluate/test-split-of-csv": Row("evaluate {RUN} --test-split 2", 2, ("--test-split", "ucf101")),
     "evaluate/too-many-bad-videos": Row("evaluate {RUN} data.max_bad_fraction=0.05", 1,
                                         ("videos are unreadable", "data.max_bad_fraction=0.05", "bad_")),

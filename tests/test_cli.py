@@ -28,6 +28,15 @@ def test_make_benchmark_pretrain_evaluate(tmp_path, capsys):
     assert main(["evaluate", "--random", "-c", "configs/demo/base.yaml", *tiny_overrides(root, tmp_path / "r"),
                  "--out", str(out)]) == 0
     assert "R@1" in json.loads(out.read_text())["split1"]
+    # DSM's clip-level protocol: the tiny preset's 16-frame videos hold two 4-frame clips at stride 2.
+    clips = tmp_path / "clips.json"
+    assert main(["evaluate", str(run), "eval.protocol=clips", "eval.clip_len=4", "eval.stride=2",
+                 "--out", str(clips)]) == 0
+    metrics = json.loads(clips.read_text())["split1"]
+    assert metrics["query_clips"] == 2 * metrics["query_videos"] and metrics["gallery_clips"] == 2 * metrics[
+        "gallery_videos"]
+    assert 0 <= metrics["R@1"] <= metrics["R@5"] <= 100 and "linear_top1" not in metrics
+    assert "query_clips" in capsys.readouterr().out
 
 
 def test_config_errors_are_one_clear_line(tmp_path, capsys):

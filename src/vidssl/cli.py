@@ -252,7 +252,8 @@ def _evaluate(args) -> int:
     out = Path(args.out) if args.out else (Path(args.run_dir) if args.run_dir else Path()) / default_out
     write_json_atomic(out, results)
     for name, metrics in results.items():
-        print(name + ": " + "  ".join(f"{k} {v:.1f}" for k, v in metrics.items()))
+        print(name + ": " + "  ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}"
+                                      for k, v in metrics.items()))
     print(f"results: {out}")
     return 0
 

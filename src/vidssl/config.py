@@ -136,6 +136,11 @@ class EvalConfig:
     batch_size: int = 32
     linear: str = "logreg"           # logreg | svm
     ks: list[int] = field(default_factory=lambda: [1, 5, 10, 20, 50])
+    # video: one feature per video (num_clips averaged), R@k and the linear probe (Pace, MCL, CMD);
+    # clips: DSM's clip-level retrieval (vidssl.eval.clip_retrieval): every clip_len-frame clip of a
+    # test video queries every clip of the train videos, features max-pooled to clip_pool, R@k only.
+    protocol: str = "video"
+    clip_pool: Optional[list[int]] = field(default_factory=lambda: [2, 7, 7])  # null: global average
 
 
 @dataclass

@@ -117,6 +117,9 @@ KEY_CHECKS: dict[str, Check] = {
     "eval.batch_size": POSITIVE_INT,
     "eval.linear": one_of("logreg", "svm"),
     "eval.ks": KS,
+    "eval.protocol": one_of("video", "clips"),
+    "eval.clip_pool": optional((lambda v: _list(v) and len(v) == 3 and all(_int(x) and x >= 1 for x in v),
+                                "three positive integers (T, H, W), e.g. [2, 7, 7]")),
     # vidssl finetune's section (vidssl.config.FinetuneConfig), where the schema has it.
     "finetune.epochs": POSITIVE_INT,
     "finetune.max_steps": optional(POSITIVE_INT),

@@ -9,6 +9,7 @@ from vidssl.data.sampling import (
     loop_indices,
     pace_indices,
     random_clip_indices,
+    tiled_clip_indices,
     uniform_clip_indices,
 )
 
@@ -88,3 +89,19 @@ def test_uniform_single_clip_is_centred_and_short_videos_loop():
     assert short.tolist() == [[0, 2, 4, 1]] * 3
     with pytest.raises(ValueError, match="num_clips"):
         uniform_clip_indices(30, 4, 2, 0)
+
+
+def test_tiled_clips_follow_the_dsm_retrieval_protocol():
+    # DSM (AAAI 2021, "Video Retrieval") / Clip Order: videos "divided into clips in units of 16
+    # frames"; a 50-frame video holds three whole ones, the last two frames start none.
+    tiles = tiled_clip_indices(50, 16, 1)
+    assert tiles.shape == (3, 16)
+    assert [row[0] for row in tiles.tolist()] == [0, 16, 32] and tiles[2, -1] == 47
+    # At stride 2 a clip covers 16 frames: a 32-frame demo video gives two, back to back.
+    assert tiled_clip_indices(32, 8, 2).tolist() == [list(range(0, 16, 2)), list(range(16, 32, 2))]
+    assert tiled_clip_indices(31, 8, 2).tolist() == [list(range(0, 16, 2)), list(range(16, 31, 2))]  # span 15 fits
+    assert tiled_clip_indices(16, 16, 1).tolist() == [list(range(16))]
+    # Shorter than one clip: one clip from frame 0 that loops, as random_clip_indices.
+    assert tiled_clip_indices(5, 4, 2).tolist() == [[0, 2, 4, 1]]
+    with pytest.raises(ValueError, match="clip_len"):
+        tiled_clip_indices(50, 0, 1)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from vidssl.data.views import RandomClips, Request, Requests, Sampler, SingleClip, UniformClips, VideoInfo
+from vidssl.data.views import RandomClips, Request, Requests, Sampler, SingleClip, TiledClips, UniformClips, VideoInfo
 
 
 def test_random_clips_are_independent_views():
@@ -33,6 +33,17 @@ def test_uniform_clips_are_deterministic():
     b = sampler(40, np.random.default_rng(99))["clips"].indices
     assert a.tolist() == b.tolist()
     assert a[:, 0].tolist() == [0, 18, 36]
+
+
+def test_tiled_clips_cover_the_video_and_ignore_the_rng():
+    sampler = TiledClips(clip_len=4, stride=2)
+    request = sampler(VideoInfo("v", 20), np.random.default_rng(0))["clips"]
+    assert request.stream == "rgb" and request.indices.shape == (2, 4)  # frames 0-7 and 8-15; 16-19 start none
+    assert request.indices[:, 0].tolist() == [0, 8]
+    assert sampler(20, None)["clips"].indices.tolist() == request.indices.tolist()
+    assert TiledClips(clip_len=4, stride=2)(48, None)["clips"].indices.shape == (6, 4)
+    with pytest.raises(ValueError, match="clip_len"):
+        TiledClips(clip_len=0)
 
 
 def test_video_info_is_lazy():

@@ -31,6 +31,7 @@ _EXPORTS = {
     "RandomClips": "views",
     "SingleClip": "views",
     "UniformClips": "views",
+    "TiledClips": "views",
     "generate_benchmark": "synthetic",
     "VideoDataset": "dataset",
     "BadVideoWarning": "dataset",

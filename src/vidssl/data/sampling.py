@@ -22,6 +22,7 @@ __all__ = [
     "clip_indices",
     "random_clip_indices",
     "uniform_clip_indices",
+    "tiled_clip_indices",
     "pace_indices",
 ]
 
@@ -78,6 +79,26 @@ def uniform_clip_indices(num_frames: int, clip_len: int, stride: int, num_clips:
         starts = np.array([last_start // 2], dtype=np.int64)
     else:
         starts = np.round(np.linspace(0, last_start, num_clips)).astype(np.int64)
+    offsets = np.arange(clip_len, dtype=np.int64) * stride
+    return loop_indices(starts[:, None] + offsets[None, :], num_frames)
+
+
+def tiled_clip_indices(num_frames: int, clip_len: int, stride: int) -> np.ndarray:
+    """Every clip of the video, back to back: [num_tiles, clip_len] with starts 0, L, 2L, ... where
+    ``L = clip_len * stride`` frames, as many as fit whole (at least one).
+
+    The clip-level retrieval protocol of Clip Order (Xu et al., CVPR 2019) and DSM (Wang et al.,
+    AAAI 2021, "Video Retrieval"): "the videos ... are divided into clips in units of 16 frames",
+    so a 50-frame video gives frames 0-15, 16-31 and 32-47 at ``clip_len=16, stride=1``; the two
+    frames left over start no clip. A clip at ``stride`` s covers ``clip_len * s`` frames, its own
+    span plus the ``s - 1`` frames up to the next clip. A video shorter than one span gives one
+    clip from frame 0 that loops (as ``random_clip_indices``).
+    """
+    _check_positive_int("num_frames", num_frames)
+    span = clip_span(clip_len, stride)
+    step = clip_len * stride
+    count = max(1, (num_frames - span) // step + 1) if num_frames >= span else 1
+    starts = np.arange(count, dtype=np.int64) * step
     offsets = np.arange(clip_len, dtype=np.int64) * stride
     return loop_indices(starts[:, None] + offsets[None, :], num_frames)
 

@@ -50,10 +50,10 @@ from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
-from vidssl.data.sampling import random_clip_indices, uniform_clip_indices
+from vidssl.data.sampling import random_clip_indices, tiled_clip_indices, uniform_clip_indices
 
 __all__ = ["STREAMS", "VideoInfo", "Request", "Requests", "Sampler", "RandomClips", "SingleClip",
-           "StaticClips", "UniformClips", "as_info"]
+           "StaticClips", "UniformClips", "TiledClips", "as_info"]
 
 STREAMS = ("rgb", "iframe", "flow", "motion_map", "motion_vectors")
 _OPTIONS = {"rgb": (), "iframe": (), "flow": ("method", "dtype"), "motion_map": ("method",),
@@ -227,6 +227,23 @@ class UniformClips:
         if self.static:
             clips = np.repeat(clips[:, self.clip_len // 2:self.clip_len // 2 + 1], self.clip_len, axis=1)
         return Requests({self.name: Request("rgb", clips)})
+
+
+@dataclass(frozen=True)
+class TiledClips:
+    """Every clip of the video back to back (``tiled_clip_indices``), for clip-level retrieval:
+    ``Request("rgb", [V, clip_len])`` where V depends on the video's length; ignores ``rng``."""
+
+    clip_len: int = 16
+    stride: int = 1
+    name: str = "clips"
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "clip_len", "stride")
+
+    def __call__(self, info: VideoInfo | int, rng: np.random.Generator | None = None) -> Requests:
+        return Requests({self.name: Request("rgb", tiled_clip_indices(as_info(info).num_frames, self.clip_len,
+                                                                      self.stride))})
 
 
 def _check_positive(obj, *names: str) -> None:

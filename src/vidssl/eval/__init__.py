@@ -1,4 +1,4 @@
-"""Evaluation protocols: multi-clip features, retrieval recall, linear probe, fine-tuning, the scene-bias
+"""Evaluation protocols: multi-clip features, retrieval recall (video- and clip-level), linear probe, fine-tuning, the scene-bias
 diagnostic, several methods compared under one budget, results report."""
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ _EXPORTS = {
     "load_features": "features",
     "retrieval_recall": "retrieval",
     "nearest_neighbours": "retrieval",
+    "clip_features": "clip_retrieval",
+    "score_clip_sets": "clip_retrieval",
     "linear_probe": "linear",
     "linear_probe_many": "linear",
     "format_table": "report",

@@ -23,6 +23,7 @@ import json
 import os
 import warnings
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +40,7 @@ from vidssl.video.frame_cache import FrameCache
 from vidssl.data.views import UniformClips
 from vidssl.models.backbones.base import STAGES
 
-__all__ = ["FeatureSet", "extract_features", "save_features", "load_features"]
+__all__ = ["FeatureSet", "extract_features", "ReadableBatches", "frozen", "save_features", "load_features"]
 
 
 @dataclass
@@ -130,47 +131,18 @@ def extract_features(
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
     if spatial_crops not in (1, 3):
         raise ValueError(f"spatial_crops must be 1 or 3, got {spatial_crops!r}")
-    if batch_size < 1 or num_workers < 0:
-        raise ValueError(f"batch_size must be >= 1 and num_workers >= 0, got {batch_size}, {num_workers}")
     device = torch.device(device)
     sampler = sampler or UniformClips(num_clips=num_clips, clip_len=clip_len, stride=stride)
-    dataset = VideoDataset(catalog, sampler, frame_size=frame_size, max_bad_fraction=max_bad_fraction,
-                           frame_cache=frame_cache)
-    # Sequential order, so batch k holds catalog items k*batch_size.. and a served index that
-    # differs from the requested one reveals a bad video the dataset replaced.
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        collate_fn=collate, pin_memory=device.type == "cuda")
-    tally = dataset.make_tally()
-
-    was_training = backbone.training
-    backbone.to(device).eval()
     rows: list[np.ndarray] = []
     kept: list[int] = []
-    skipped: list[str] = []
-    requested = 0
-    try:
-        with torch.inference_mode():
-            for batch in tqdm(loader, desc=desc or f"features {catalog.name}", unit="batch",
-                              disable=not progress, dynamic_ncols=True):
-                n = len(batch["index"])
-                wanted = torch.arange(requested, requested + n)
-                requested += n
-                ok = batch["index"] == wanted
-                bad = [catalog.records[int(i)].path for i in wanted[~ok]]
-                skipped += bad
-                tally.update(bad, n)
-                if ok.any():
-                    rows.append(_video_features(backbone, batch["clips"][ok], crop_size, stage, device, bf16,
-                                                spatial_crops, clip_head))
-                    kept += wanted[ok].tolist()
-        tally.check()
-    finally:
-        backbone.train(was_training)
-    if skipped:  # within the limit: the job goes on without them, and says which
-        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
-        warnings.warn(f"{desc or catalog.name}: left out {len(skipped)} of {len(catalog)} videos that could not be "
-                      f"read (within {tally.key}={tally.max_fraction:g}): {', '.join(skipped[:5])}{more}",
-                      BadVideoWarning, stacklevel=2)
+    batches = ReadableBatches(catalog, sampler, batch_size=batch_size, num_workers=num_workers, device=device,
+                               frame_size=frame_size, frame_cache=frame_cache, max_bad_fraction=max_bad_fraction,
+                               progress=progress, desc=desc)
+    with frozen(backbone, device):
+        for clips, indices in batches:
+            rows.append(_video_features(backbone, clips, crop_size, stage, device, bf16, spatial_crops, clip_head))
+            kept += indices
+    skipped = batches.skipped
 
     dim = backbone.stage_dims[stage] if hasattr(backbone, "stage_dims") else 0
     features = np.concatenate(rows) if rows else np.zeros((0, dim), dtype=np.float32)
@@ -180,6 +152,60 @@ def extract_features(
             "spatial_crops": spatial_crops}
     return FeatureSet(features=features, labels=catalog.labels()[kept],
                       paths=[catalog.records[i].path for i in kept], skipped=skipped, meta=meta)
+
+
+class ReadableBatches:
+    """Iterate the readable videos of ``catalog`` in catalog order: ``(clips, indices)`` per batch,
+    ``clips`` the uint8 [B, V, T, H, W, 3] of ``sampler``'s ``"clips"`` request and ``indices`` their
+    catalog indices. Unreadable videos are left out and listed in ``skipped`` afterwards (one
+    warning names them); more than ``max_bad_fraction`` of the catalog raises ``TooManyBadVideos``."""
+
+    def __init__(self, catalog: Catalog, sampler, *, batch_size: int, num_workers: int, device: torch.device,
+                 frame_size, frame_cache: FrameCache | None, max_bad_fraction: float, progress: bool,
+                 desc: str | None):
+        if batch_size < 1 or num_workers < 0:
+            raise ValueError(f"batch_size must be >= 1 and num_workers >= 0, got {batch_size}, {num_workers}")
+        self.catalog, self.progress = catalog, progress
+        self.bar, self.label = desc or f"features {catalog.name}", desc or catalog.name
+        self.dataset = VideoDataset(catalog, sampler, frame_size=frame_size, max_bad_fraction=max_bad_fraction,
+                                    frame_cache=frame_cache)
+        # Sequential order, so batch k holds catalog items k*batch_size.. and a served index that
+        # differs from the requested one reveals a bad video the dataset replaced.
+        self.loader = DataLoader(self.dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                                 collate_fn=collate, pin_memory=device.type == "cuda")
+        self.skipped: list[str] = []
+
+    def __iter__(self):
+        tally = self.dataset.make_tally()
+        requested = 0
+        for batch in tqdm(self.loader, desc=self.bar, unit="batch", disable=not self.progress, dynamic_ncols=True):
+            n = len(batch["index"])
+            wanted = torch.arange(requested, requested + n)
+            requested += n
+            ok = batch["index"] == wanted
+            bad = [self.catalog.records[int(i)].path for i in wanted[~ok]]
+            self.skipped += bad
+            tally.update(bad, n)
+            if ok.any():
+                yield batch["clips"][ok], wanted[ok].tolist()
+        tally.check()
+        if self.skipped:  # within the limit: the job goes on without them, and says which
+            more = f" and {len(self.skipped) - 5} more" if len(self.skipped) > 5 else ""
+            warnings.warn(f"{self.label}: left out {len(self.skipped)} of {len(self.catalog)} videos that could not be "
+                          f"read (within {tally.key}={tally.max_fraction:g}): {', '.join(self.skipped[:5])}{more}",
+                          BadVideoWarning, stacklevel=3)
+
+
+@contextmanager
+def frozen(backbone: nn.Module, device: torch.device):
+    """The backbone on ``device`` in eval mode under ``torch.inference_mode``; its mode is restored after."""
+    was_training = backbone.training
+    backbone.to(device).eval()
+    try:
+        with torch.inference_mode():
+            yield backbone
+    finally:
+        backbone.train(was_training)
 
 
 def _video_features(backbone: nn.Module, clips: torch.Tensor, crop_size: int, stage: str,

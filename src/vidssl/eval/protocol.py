@@ -64,8 +64,14 @@ def evaluate_backbone(backbone: nn.Module, train_catalog, test_catalogs: Mapping
                       max_bad_fraction: float = 0.05) -> dict[str, dict[str, float]]:
     """Extract features once for the gallery and each test list; returns ``{test name: metrics}``.
 
+    ``eval_cfg.protocol`` "video" scores one feature per video (R@k and the linear probe);
+    "clips" is DSM's clip-level retrieval (:mod:`vidssl.eval.clip_retrieval`, R@k per query clip).
     Unreadable videos are left out of each list (one warning per list names them) unless they are
     more than ``max_bad_fraction`` of it (``data.max_bad_fraction``, as in pretraining)."""
+    if getattr(eval_cfg, "protocol", "video") == "clips":
+        return _evaluate_clips(backbone, train_catalog, test_catalogs, eval_cfg, frame_size=frame_size,
+                               crop_size=crop_size, num_workers=num_workers, device=device, frame_cache=frame_cache,
+                               progress=progress, max_bad_fraction=max_bad_fraction)
     gallery, tests = backbone_feature_sets(backbone, train_catalog, test_catalogs, eval_cfg, frame_size=frame_size,
                                            crop_size=crop_size, num_workers=num_workers, device=device,
                                            frame_cache=frame_cache, progress=progress,
@@ -89,6 +95,21 @@ def backbone_feature_sets(backbone: nn.Module, train_catalog, test_catalogs: Map
     check_disjoint(train_catalog.paths(), {name: c.paths() for name, c in test_catalogs.items()})
     gallery = features(train_catalog, "train")
     return gallery, {name: features(catalog, name) for name, catalog in test_catalogs.items()}
+
+
+def _evaluate_clips(backbone: nn.Module, train_catalog, test_catalogs: Mapping[str, object], eval_cfg, *,
+                    frame_size, crop_size: int, **kwargs) -> dict[str, dict[str, float]]:
+    from vidssl.eval.clip_retrieval import clip_features, score_clip_sets
+
+    def features(catalog, what: str) -> FeatureSet:
+        return clip_features(backbone, catalog, clip_len=eval_cfg.clip_len, stride=eval_cfg.stride,
+                             pool=eval_cfg.clip_pool, stage=eval_cfg.stage, frame_size=tuple(frame_size),
+                             crop_size=crop_size, batch_size=eval_cfg.batch_size, desc=what, **kwargs)
+
+    check_disjoint(train_catalog.paths(), {name: c.paths() for name, c in test_catalogs.items()})
+    gallery = features(train_catalog, "train clips")
+    return score_clip_sets(gallery, {name: features(c, f"{name} clips") for name, c in test_catalogs.items()},
+                           ks=eval_cfg.ks)
 
 
 def group_by_gallery(lists: Mapping[str, tuple[object, object]]) -> list[tuple[object, dict[str, object]]]:
