@@ -232,7 +232,7 @@ def _evaluate(args) -> int:
     args.run_dir = str(check_run_dir(run_dirs[0])) if run_dirs else None
     paths = ([Path(args.run_dir) / "config.yaml"] if args.run_dir else []) + list(args.config)
     cfg = load_config(paths, args.overrides)
-    spec = _network_to_score(args, cfg)
+    spec, clip_input = _network_to_score(args, cfg)
     if args.run_dir:
         backbone = backbone_from_run(args.run_dir, network=args.network)
     else:
@@ -247,7 +247,7 @@ def _evaluate(args) -> int:
     results = evaluate_splits(backbone.to(device), lists, cfg.eval, frame_size=cfg.data.frame_size,
                               crop_size=cfg.augment.crop_size, num_workers=cfg.data.num_workers, device=device,
                               frame_cache=frame_cache_from_config(cfg.data),
-                              max_bad_fraction=cfg.data.max_bad_fraction)
+                              max_bad_fraction=cfg.data.max_bad_fraction, clip_input=clip_input)
     default_out = "eval.json" if args.network == "backbone" else f"eval_{args.network}.json"
     out = Path(args.out) if args.out else (Path(args.run_dir) if args.run_dir else Path()) / default_out
     write_json_atomic(out, results)
@@ -303,9 +303,10 @@ def _finetune(args) -> int:
 
 
 def _network_to_score(args, cfg):
-    """The spec of ``--network`` (a run's, from networks.json; or the config's, for --random), refused
-    unless it takes the RGB clips evaluation feeds it."""
-    from vidssl.methods.base import backbone_spec, network_specs
+    """``(spec, clip_input)`` of ``--network`` (a run's, from networks.json; or the config's, for
+    --random): ``clip_input`` None for a network taking RGB clips, else what its method feeds it
+    (``Method.network_input``, e.g. cmd's M-network: motion vectors); refused when neither."""
+    from vidssl.methods.base import backbone_spec, method_class, method_config, network_specs
     from vidssl.train.export import run_network_specs
 
     if args.run_dir:
@@ -318,12 +319,16 @@ def _network_to_score(args, cfg):
     if args.network not in specs:
         raise KeyError(f"--network: {where} has no network {args.network!r}; it has: {', '.join(specs)}")
     spec = specs[args.network]
-    if spec is not None and spec.in_channels != 3:
+    if spec is None or spec.in_channels == 3:
+        return spec, None
+    name = cfg.method.get("name", "")
+    clip_input = method_class(name).network_input(args.network, method_config(name, cfg.method))
+    if clip_input is None:
         rgb = [n for n, s in specs.items() if s is not None and s.in_channels == 3]
         raise ValueError(f"--network {args.network}: {spec.describe()} expects {spec.in_channels}-channel input, "
                          f"not the RGB clips (3 channels) evaluate feeds it; networks it can score here: "
                          f"{', '.join(rgb) or 'none'}")
-    return spec
+    return spec, clip_input
 
 
 def _extract(args) -> int:

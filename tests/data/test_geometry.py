@@ -299,3 +299,15 @@ def test_on_cuda_no_sync_and_same_as_cpu():
     refs = [warp_clips(clips, params), warp_clips(clips, tps), warp_fields(field, params), aug.apply(clips, p)]
     for out, ref in zip(outs, refs):
         torch.testing.assert_close(out.cpu(), ref, rtol=0, atol=2e-3 * float(ref.abs().max().clamp(min=1)))
+
+
+@pytest.mark.parametrize("size", [(50, 60), (30, 36)])
+def test_centre_crop_geometry_is_eval_transforms_crop(size):
+    from vidssl.data.augment import eval_transform
+
+    clips = torch.randint(0, 256, (2, 3, *size, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    params = GeometryParams.centre_crop(2, size, 40)
+    assert params.output_size == (40, 40) and not params.flip.any()
+    fields = warp_fields(clips.float() / 255, params, vector_field=False, size=(40, 40))  # [N, T, 40, 40, 3]
+    expected = eval_transform(clips, 40, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)).permute(0, 2, 3, 4, 1)
+    torch.testing.assert_close(fields, expected, atol=1e-5, rtol=1e-5)

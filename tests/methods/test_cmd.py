@@ -23,7 +23,7 @@ from vidssl.data.signals import dequantize_batch
 from vidssl.data.views import RandomClips, VideoInfo
 from vidssl.demo import demo_config_dir
 from vidssl.methods.base import build_method, method_config
-from vidssl.methods.cmd import CMDViews, MotionPrediction
+from vidssl.methods.cmd import CMD, CMDViews, MotionPrediction
 from vidssl.models.backbones import build_backbone
 from vidssl.train.export import backbone_from_run
 from vidssl.train.run import pretrain
@@ -242,10 +242,39 @@ def test_pretrain_exports_all_three_networks(tiny_benchmark, tmp_path):
         weights = load_file(run / f"{name}.safetensors")
         assert weights and not any(k.startswith(("networks.", "backbone.")) for k in weights)
         assert backbone_from_run(run, network=name).spec.backbone == index[name]["backbone"]
-    # The run's config reloads for evaluation; the V- and I-networks score RGB clips.
-    for name in ("backbone", "iframe"):
+    # The run's config reloads for evaluation; the V- and I-networks score RGB clips, the M-network
+    # the motion vectors of `future` consecutive frames (Table 5's retrieval from each network).
+    for name in ("backbone", "iframe", "motion"):
         assert main(["evaluate", str(run), "--network", name, "--device", "cpu"]) == 0
     assert json.loads((run / "eval_iframe.json").read_text())["split1"]["R@1"] >= 0
+    motion = json.loads((run / "eval_motion.json").read_text())["split1"]
+    assert 0 <= motion["R@1"] <= motion["R@5"] <= 100 and "linear_top1" in motion
+
+
+def test_the_m_network_is_fed_vectors_as_in_training():
+    from vidssl.eval.features import ClipInput
+    from vidssl.methods.cmd import motion_network_input
+
+    cfg = method_config("cmd", {"name": "cmd", "future": 6, "motion_size": 28})
+    clip_input = CMD.network_input("motion", cfg)
+    assert isinstance(clip_input, ClipInput)
+    assert (clip_input.stream, clip_input.clip_len, clip_input.stride) == ("motion_vectors", 6, 1)
+    assert CMD.network_input("iframe", cfg) is None
+    assert CMD.network_input("motion", method_config("cmd", {"name": "cmd", "supervision": "iframe_flow"})) is None
+    # A uniform (3, -1) px field on the 1/4 grid of 48 px frames. Values are in pixels of the crop (as
+    # in training, whatever grid the M-network sees): the centre 42 px crop keeps them, then the
+    # +-10 px clamp and the division by 10.
+    vectors = torch.tensor([3.0, -1.0]).expand(2, 6, 12, 12, 2).clone()
+    vectors[1, :, :, :, 0] = 100.0                                           # clamped to +10 px
+    x = clip_input.transform(vectors, crop_size=42, frame_size=(48, 48))
+    assert x.shape == (2, 2, 6, 28, 28)
+    torch.testing.assert_close(x[0, 0], torch.full((6, 28, 28), 0.3))
+    torch.testing.assert_close(x[0, 1], torch.full((6, 28, 28), -0.1))
+    torch.testing.assert_close(x[1, 0], torch.ones(6, 28, 28))
+    # A crop larger than the frame resizes its central square up (48 -> 56 px): vectors x 56/48.
+    up = motion_network_input(vectors, crop_size=56, frame_size=None, size=None, norm=10.0)  # grid x 4 = 48
+    assert up.shape == (2, 2, 6, 56, 56)
+    torch.testing.assert_close(up[0, 0], torch.full((6, 56, 56), 0.35))
 
 
 def test_a_resumed_run_is_the_uninterrupted_one(tiny_benchmark, tmp_path):

@@ -150,6 +150,19 @@ class GeometryParams:
         return cls.from_boxes(torch.tensor([[0.0, 0.0, w, h]]).expand(n, 4), input_size,
                               output_size or input_size, flip)
 
+    @classmethod
+    def centre_crop(cls, n: int, input_size: tuple[int, int], crop_size: int) -> "GeometryParams":
+        """``eval_transform``'s geometry: the central ``crop_size`` square, or the central square of
+        the shorter side resized up to ``crop_size`` when the frame is smaller; no flip."""
+        h, w = input_size
+        if h >= crop_size and w >= crop_size:
+            box = [(w - crop_size) // 2, (h - crop_size) // 2, crop_size, crop_size]
+        else:
+            side = min(h, w)
+            box = [(w - side) / 2, (h - side) / 2, side, side]
+        return cls.from_boxes(torch.tensor([box], dtype=torch.float32).expand(n, 4), input_size,
+                              (crop_size, crop_size))
+
     def with_tps(self, tps: TPSParams | None) -> "GeometryParams":
         return replace(self, tps=tps)
 

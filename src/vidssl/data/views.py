@@ -211,13 +211,16 @@ class UniformClips:
     """``num_clips`` clips evenly spaced over the video (evaluation); ignores ``rng``.
 
     ``static=True`` repeats each clip's middle frame through it (the static test clips of the
-    scene-bias diagnostic, :class:`StaticClips`), so the frames stay spread over the video."""
+    scene-bias diagnostic, :class:`StaticClips`), so the frames stay spread over the video.
+    ``stream`` is what the clips are read from: RGB frames, or a signal such as
+    ``"motion_vectors"`` for a network that takes motion (cmd's M-network)."""
 
     num_clips: int = 10
     clip_len: int = 8
     stride: int = 2
     name: str = "clips"
     static: bool = False
+    stream: str = "rgb"
 
     def __post_init__(self) -> None:
         _check_positive(self, "num_clips", "clip_len", "stride")
@@ -226,7 +229,7 @@ class UniformClips:
         clips = uniform_clip_indices(as_info(info).num_frames, self.clip_len, self.stride, self.num_clips)
         if self.static:
             clips = np.repeat(clips[:, self.clip_len // 2:self.clip_len // 2 + 1], self.clip_len, axis=1)
-        return Requests({self.name: Request("rgb", clips)})
+        return Requests({self.name: Request(self.stream, clips)})
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,9 @@ import warnings
 import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -40,7 +42,7 @@ from vidssl.video.frame_cache import FrameCache
 from vidssl.data.views import UniformClips
 from vidssl.models.backbones.base import STAGES
 
-__all__ = ["FeatureSet", "extract_features", "ReadableBatches", "frozen", "save_features", "load_features"]
+__all__ = ["FeatureSet", "ClipInput", "extract_features", "ReadableBatches", "frozen", "save_features", "load_features"]
 
 
 @dataclass
@@ -77,6 +79,19 @@ class FeatureSet:
         return len(self.features)
 
 
+@dataclass(frozen=True)
+class ClipInput:
+    """What a network that does not take RGB clips is fed at evaluation (cmd's M-network: motion
+    vectors): ``num_clips`` clips of ``clip_len`` entries every ``stride`` frames of ``stream``, and
+    ``transform(clips, crop_size=, frame_size=)`` turning a batch [N, T, ...] of them into the
+    network's input [N, C, T, h, w] on their device (the counterpart of ``eval_transform``)."""
+
+    stream: str
+    clip_len: int
+    stride: int
+    transform: Callable[..., torch.Tensor]
+
+
 def extract_features(
     backbone: nn.Module,
     catalog: Catalog,
@@ -98,6 +113,7 @@ def extract_features(
     spatial_crops: int = 1,
     sampler=None,
     clip_head=None,
+    clip_input: ClipInput | None = None,
 ) -> FeatureSet:
     """Average of ``num_clips`` uniformly spaced clip features per video of ``catalog``.
 
@@ -126,12 +142,21 @@ def extract_features(
         clip_head: applied on the device to every clip's pooled float32 feature [n, D] before the
             average over clips and crops, e.g. a classifier's softmax, so the rows are averaged class
             scores (the fine-tuning test protocol) rather than features.
+        clip_input: a non-RGB network's input (``ClipInput``): its stream, clip length and stride
+            replace ``clip_len`` and ``stride``, its transform ``eval_transform``.
     """
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
     if spatial_crops not in (1, 3):
         raise ValueError(f"spatial_crops must be 1 or 3, got {spatial_crops!r}")
     device = torch.device(device)
+    to_input = partial(eval_transform, crop_size=crop_size)
+    if clip_input is not None:
+        if sampler is not None or spatial_crops != 1:
+            raise ValueError("clip_input takes neither a sampler nor spatial_crops: it says which clips to read")
+        clip_len, stride = clip_input.clip_len, clip_input.stride
+        sampler = UniformClips(num_clips=num_clips, clip_len=clip_len, stride=stride, stream=clip_input.stream)
+        to_input = partial(clip_input.transform, crop_size=crop_size, frame_size=frame_size)
     sampler = sampler or UniformClips(num_clips=num_clips, clip_len=clip_len, stride=stride)
     rows: list[np.ndarray] = []
     kept: list[int] = []
@@ -140,7 +165,8 @@ def extract_features(
                                progress=progress, desc=desc)
     with frozen(backbone, device):
         for clips, indices in batches:
-            rows.append(_video_features(backbone, clips, crop_size, stage, device, bf16, spatial_crops, clip_head))
+            rows.append(_video_features(backbone, clips, to_input, crop_size, stage, device, bf16, spatial_crops,
+                                        clip_head))
             kept += indices
     skipped = batches.skipped
 
@@ -149,7 +175,7 @@ def extract_features(
     meta = {"catalog": catalog.name, "backbone": getattr(backbone, "name", type(backbone).__name__),
             "stage": stage, "num_clips": num_clips, "clip_len": clip_len, "stride": stride,
             "frame_size": list(frame_size) if frame_size is not None else None, "crop_size": crop_size,
-            "spatial_crops": spatial_crops}
+            "spatial_crops": spatial_crops, **({"stream": clip_input.stream} if clip_input is not None else {})}
     return FeatureSet(features=features, labels=catalog.labels()[kept],
                       paths=[catalog.records[i].path for i in kept], skipped=skipped, meta=meta)
 
@@ -208,15 +234,15 @@ def frozen(backbone: nn.Module, device: torch.device):
         backbone.train(was_training)
 
 
-def _video_features(backbone: nn.Module, clips: torch.Tensor, crop_size: int, stage: str,
+def _video_features(backbone: nn.Module, clips: torch.Tensor, to_input, crop_size: int, stage: str,
                     device: torch.device, bf16: bool, spatial_crops: int = 1, clip_head=None) -> np.ndarray:
-    """uint8 clips [B, V, T, H, W, 3] -> float32 [B, D]: pooled ``stage`` features averaged over V
-    (and over the ``spatial_crops`` crops of each clip)."""
+    """Clips [B, V, T, ...] (uint8 RGB [B, V, T, H, W, 3] unless a ClipInput's) -> float32 [B, D]:
+    pooled ``stage`` features averaged over V (and over the ``spatial_crops`` crops of each clip)."""
     clips = clips.to(device, non_blocking=True)
     if spatial_crops == 3:
         clips = _three_crops(clips, crop_size)  # [B, V*3, T, c, c, 3]
     b, v = clips.shape[:2]
-    x = eval_transform(clips.flatten(0, 1), crop_size)  # [B*V, 3, T, c, c]
+    x = to_input(clips.flatten(0, 1))  # [B*V, C, T, c, c]
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
         maps = backbone.forward_features(x, stages=(stage,))
     # p5's global average is "pooled"; an earlier stage is pooled over all of time and space

@@ -60,29 +60,33 @@ def score_feature_sets(train: FeatureSet, tests: Mapping[str, FeatureSet], *, ks
 
 def evaluate_backbone(backbone: nn.Module, train_catalog, test_catalogs: Mapping[str, object], eval_cfg,
                       *, frame_size, crop_size: int, num_workers: int = 0, device: str = "cpu",
-                      frame_cache=None, progress: bool = True,
-                      max_bad_fraction: float = 0.05) -> dict[str, dict[str, float]]:
+                      frame_cache=None, progress: bool = True, max_bad_fraction: float = 0.05,
+                      clip_input=None) -> dict[str, dict[str, float]]:
     """Extract features once for the gallery and each test list; returns ``{test name: metrics}``.
 
     ``eval_cfg.protocol`` "video" scores one feature per video (R@k and the linear probe);
     "clips" is DSM's clip-level retrieval (:mod:`vidssl.eval.clip_retrieval`, R@k per query clip).
-    Unreadable videos are left out of each list (one warning per list names them) unless they are
+    ``clip_input`` (:class:`vidssl.eval.features.ClipInput`) feeds a network that does not take RGB
+    clips (video protocol only). Unreadable videos are left out of each list (one warning per list names them) unless they are
     more than ``max_bad_fraction`` of it (``data.max_bad_fraction``, as in pretraining)."""
     if getattr(eval_cfg, "protocol", "video") == "clips":
+        if clip_input is not None:
+            raise ValueError(f"eval.protocol=clips scores RGB networks only; this network takes {clip_input.stream} "
+                             f"(use eval.protocol=video)")
         return _evaluate_clips(backbone, train_catalog, test_catalogs, eval_cfg, frame_size=frame_size,
                                crop_size=crop_size, num_workers=num_workers, device=device, frame_cache=frame_cache,
                                progress=progress, max_bad_fraction=max_bad_fraction)
     gallery, tests = backbone_feature_sets(backbone, train_catalog, test_catalogs, eval_cfg, frame_size=frame_size,
                                            crop_size=crop_size, num_workers=num_workers, device=device,
                                            frame_cache=frame_cache, progress=progress,
-                                           max_bad_fraction=max_bad_fraction)
+                                           max_bad_fraction=max_bad_fraction, clip_input=clip_input)
     return evaluate_feature_sets(gallery, tests, ks=eval_cfg.ks, linear=eval_cfg.linear)
 
 
 def backbone_feature_sets(backbone: nn.Module, train_catalog, test_catalogs: Mapping[str, object], eval_cfg,
                           *, frame_size, crop_size: int, num_workers: int = 0, device: str = "cpu",
-                          frame_cache=None, progress: bool = True,
-                          max_bad_fraction: float = 0.05) -> tuple[FeatureSet, dict[str, FeatureSet]]:
+                          frame_cache=None, progress: bool = True, max_bad_fraction: float = 0.05,
+                          clip_input=None) -> tuple[FeatureSet, dict[str, FeatureSet]]:
     """``(gallery features, {test name: features})`` of ``backbone`` as ``eval_cfg`` asks (refused
     before any decoding when a test list shares a video with the gallery)."""
     def features(catalog, what: str) -> FeatureSet:
@@ -90,7 +94,7 @@ def backbone_feature_sets(backbone: nn.Module, train_catalog, test_catalogs: Map
                                 num_clips=eval_cfg.num_clips, frame_size=tuple(frame_size), crop_size=crop_size,
                                 stage=eval_cfg.stage, batch_size=eval_cfg.batch_size, num_workers=num_workers,
                                 device=device, frame_cache=frame_cache, progress=progress, desc=what,
-                                max_bad_fraction=max_bad_fraction)
+                                max_bad_fraction=max_bad_fraction, clip_input=clip_input)
 
     check_disjoint(train_catalog.paths(), {name: c.paths() for name, c in test_catalogs.items()})
     gallery = features(train_catalog, "train")

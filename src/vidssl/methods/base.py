@@ -42,7 +42,8 @@ from torch import nn
 from vidssl.data.augment import ClipAugment
 from vidssl.models.backbones import NetworkSpec
 
-__all__ = ["Method", "METHODS", "register", "build_method", "method_config", "network_specs", "backbone_spec"]
+__all__ = ["Method", "METHODS", "register", "build_method", "method_config", "method_class", "network_specs",
+           "backbone_spec"]
 
 METHODS: dict[str, type["Method"]] = {}
 
@@ -87,6 +88,12 @@ class Method(nn.Module):
     def view_sampler(self):
         raise NotImplementedError
 
+    @classmethod
+    def network_input(cls, network: str, cfg: Any):
+        """How evaluation feeds extra network ``network`` if it does not take RGB clips: a
+        ``vidssl.eval.features.ClipInput`` built from the method's ``cfg``, or None (it cannot be scored)."""
+        return None
+
     def signals(self) -> tuple:
         """The signals the sampler's requests read (``vidssl.data.signals.Signal``); none by default."""
         return ()
@@ -112,7 +119,7 @@ def method_config(name: str, section: Mapping[str, Any] | None) -> Any:
     """Validate a ``method:`` config section against the method's ``Config`` dataclass."""
     from vidssl.config import validate_section
 
-    return validate_section(_method_class(name).Config, section or {}, prefix="method")
+    return validate_section(method_class(name).Config, section or {}, prefix="method")
 
 
 def backbone_spec(model: Any) -> NetworkSpec:
@@ -131,7 +138,7 @@ def network_specs(name: str, model: Any = None) -> dict[str, NetworkSpec]:
     """
     from vidssl.config import ConfigError
 
-    declared = _method_class(name).extra_networks
+    declared = method_class(name).extra_networks
     overrides = _get(model, "networks", None) or {}
     unknown = sorted(set(overrides) - set(declared))
     if unknown:
@@ -161,7 +168,7 @@ def build_method(name: str, backbone: nn.Module, cfg: Any, num_classes: int, aug
     Its extra networks (if it declares any) are built here from :func:`network_specs` of
     ``model``, the ``model:`` section; without one, at the backbone's width.
     """
-    cls = _method_class(name)
+    cls = method_class(name)
     if model is None:
         spec = getattr(backbone, "spec", None)
         model = {"width": spec.width if spec is not None else 64}
@@ -172,7 +179,8 @@ def build_method(name: str, backbone: nn.Module, cfg: Any, num_classes: int, aug
     return cls(backbone, cfg, num_classes, augment, channels_last=channels_last, networks=networks)
 
 
-def _method_class(name: str) -> type[Method]:
+def method_class(name: str) -> type[Method]:
+    """The registered class of method ``name`` (``KeyError`` naming the available ones)."""
     if name not in METHODS:
         _import_builtin_methods()
     if name not in METHODS:

@@ -30,6 +30,7 @@ as a regulariser (Table 6, ``method.motion_weight: 0.2``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Mapping, Optional
 
 import numpy as np
@@ -38,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidssl.config import ConfigError
-from vidssl.data.geometry import sample_geometry, warp_fields
+from vidssl.data.geometry import GeometryParams, sample_geometry, warp_fields
 from vidssl.data.sampling import clip_indices, clip_span, loop_indices
 from vidssl.data.signals import Signal
 from vidssl.data.views import Request, Requests, VideoInfo, as_info
@@ -224,6 +225,18 @@ class MotionPrediction(nn.Module):
         return {"loss_motion": _diagonal_ce(logits), "motion_acc": _top1(logits)}
 
 
+def motion_network_input(vectors: torch.Tensor, *, crop_size: int, frame_size, size: int | None,
+                         norm: float) -> torch.Tensor:
+    """Motion vectors [N, T, h, w, 2] (pixels of the delivered frames, any grid) -> the M-network's
+    input [N, 2, T, s, s]: centre-cropped like ``eval_transform`` crops the clips, resized to
+    ``size`` (None: the crop), clamped to +-``norm`` px and divided by it, as in training."""
+    n, _, gh, gw, _ = vectors.shape
+    frame = tuple(frame_size) if frame_size is not None else (4 * gh, 4 * gw)  # the decoder's 1/4 grid
+    side = size or crop_size
+    fields = warp_fields(vectors.float(), GeometryParams.centre_crop(n, frame, crop_size), size=(side, side))
+    return fields.permute(0, 4, 1, 2, 3).clamp(-norm, norm) / norm
+
+
 @register
 class CMD(Method):
     name = "cmd"
@@ -283,6 +296,17 @@ class CMD(Method):
             self.motion = MotionPrediction(backbone, self.networks["motion"], cfg, augment, channels_last)
         if self.motion is None or cfg.motion_loss != "infonce":
             self.networks["motion"].requires_grad_(False)
+
+    @classmethod
+    def network_input(cls, network: str, cfg: "CMD.Config"):
+        """The M-network's evaluation input (Table 5's retrieval from it): ``future`` consecutive
+        frames of motion vectors per clip, as it was trained on them (:func:`motion_network_input`)."""
+        if network != "motion" or cfg.supervision == "iframe_flow":
+            return None
+        from vidssl.eval.features import ClipInput
+
+        return ClipInput("motion_vectors", cfg.future, 1, partial(motion_network_input, size=cfg.motion_size,
+                                                                  norm=cfg.motion_norm))
 
     def view_sampler(self) -> CMDViews:
         if self.motion is not None:
