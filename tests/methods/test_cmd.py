@@ -90,6 +90,13 @@ def test_current_motion_and_optical_flow_requests():
     assert flow["motion"].stream == "flow" and flow["motion"].options == {"method": "tvl1"}
     assert np.array_equal(fields, clip[-1] + 1 + np.arange(9))
     assert flow["motion_negatives"].indices.shape == (3, 9)
+    # A negative drawn at frame 0 would need the flow from frame -1 (it crashed the demo-scale
+    # `supervision=iframe_flow` run): every field of every draw starts at a real frame and is consecutive.
+    demo = CMDViews(clip_len=8, stride=2, motion="flow")
+    for seed in range(200):
+        req = demo(gop_info(32), np.random.default_rng(seed))
+        rows = np.concatenate([req["motion"].indices[None], req["motion_negatives"].indices])
+        assert (np.diff(rows, axis=1) == 1).all() and rows.min() >= 0, (seed, rows)
     only_iframes = CMDViews(motion=None)(gop_info(150), rng)
     assert set(only_iframes) == {"clips", "iframe"}
     only_motion = CMDViews(iframe=False)(gop_info(150), rng)

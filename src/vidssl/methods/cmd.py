@@ -107,7 +107,8 @@ class CMDViews:
     def _negative_starts(self, n: int, first: int, rng: np.random.Generator) -> np.ndarray:
         if not self.negatives:
             return np.zeros(0, np.int64)
-        starts = np.arange(max(n - self.future, 0) + 1)
+        lowest = 1 if self.motion == "flow" else 0  # a flow field needs the frame before its first
+        starts = np.arange(lowest, max(n - self.future, lowest) + 1)
         apart = starts[np.abs(starts - first) >= self.future]  # no frame shared with the positive
         pool = apart if len(apart) else (starts[starts != first] if (starts != first).any() else starts)
         return rng.choice(pool, self.negatives, replace=len(pool) < self.negatives)
