@@ -12,15 +12,19 @@ the backward of its loss, with an SGD update. Timed, interleaved round by round:
   * dsm-triplet shift: DSM (Triplet), eq. 5, with the TPS-warped positive and the shifted
     negative (the demo's row): three views forward and backward;
   * dsm-triplet shift+flow: plus flow scaling (eq. 3) of the negative (Table 4's M-disturb);
-  * dsm shift+flow: eq. 7 with the key encoder and the queue (the paper's default).
+  * dsm shift+flow: eq. 7 with the key encoder and the queue (the paper's default);
+  * cmd: context matching against an I-frame (I-network R2D-10) plus motion prediction of 8 frames
+    of motion vectors with 3 hard negatives through the M-network (R3D-10, 2 channels) at two thirds
+    of the crop, at configs/demo/cmd.yaml's head and Transformer sizes: one clip per video.
 
 Printed: ms per step (median and best of the rounds after a warm-up; on shared cores the best is
 the steadier figure) and each as a ratio over moco. MCL's target is mcl v3 / moco <= 1.3: between
 the map and ``q`` lie only the last block's BN, shortcut add and ReLU, the global pool and the MLP
 head, so the extra backward pass is short. DSM has no target: it encodes three clips where MoCo
-encodes two, so about 1.5x is its floor.
+encodes two, so about 1.5x is its floor. Nor has cmd: beside the V-network it runs the I-network on
+one frame and the M-network on four motion clips.
 
-    .venv/bin/python benchmarks/bench_method_step.py [--methods mcl,dsm] [--backbone r3d] [--depth 10]
+    .venv/bin/python benchmarks/bench_method_step.py [--methods mcl,dsm,cmd] [--backbone r3d] [--depth 10]
         [--width 16] [--batch 16] [--frames 8] [--size 64] [--crop 56] [--steps 8] [--threads 1] [--device cpu]
 """
 from __future__ import annotations
@@ -43,6 +47,10 @@ def build(args, name, **method):
     common = {"queue_size": 4096, "proj_dim": 128, "clip_len": args.frames}
     if not name.startswith("dsm"):
         common["proj_hidden"] = 2048
+    if name == "cmd":  # configs/demo/cmd.yaml's heads, Transformer and motion size (no queue)
+        common = {"clip_len": args.frames, "stride": 2, "proj_hidden": 256, "proj_dim": 128, "d_model": 64,
+                  "nhead": 4, "encoder_layers": 1, "decoder_layers": 2, "ffn_dim": 128,
+                  "motion_size": args.crop * 2 // 3}
     cfg = method_config(name, {"name": name, **common, **method})
     model = build_method(name, backbone, cfg, 8, ClipAugment(crop_size=args.crop)).to(args.device)
     return model, torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9)
@@ -63,7 +71,7 @@ def step(model, opt, batch, device) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--methods", default="mcl,dsm", help="which methods to time beside moco (mcl, dsm)")
+    parser.add_argument("--methods", default="mcl,dsm,cmd", help="which methods to time beside moco (mcl, dsm, cmd)")
     parser.add_argument("--backbone", default="r3d")
     parser.add_argument("--depth", type=int, default=10)
     parser.add_argument("--width", type=int, default=16)
@@ -91,9 +99,12 @@ def main() -> None:
         variants.update({"dsm-triplet shift": build(args, "dsm-triplet", flow_scaling=False, stride=2),
                          "dsm-triplet shift+flow": build(args, "dsm-triplet", flow_scaling=True, stride=2),
                          "dsm shift+flow": build(args, "dsm", flow_scaling=True, stride=2)})
+    if "cmd" in args.methods:
+        variants["cmd"] = build(args, "cmd")
     # DSM's three rows (c1, c2, c3) of one clip and the flow between the third row's frames.
     triple = torch.cat([clips, clips[:, :1]], dim=1)
     flow = (torch.randn(b, t - 1, s, s, 2, generator=g) * 2).to(device)
+    vectors = (torch.randn(b, 8, -(-s // 4), -(-s // 4), 2, generator=g) * 2).to(device)  # the decoder's 1/4 grid
     times = {name: [] for name in variants}
     for i in range(args.steps + 1):
         for name, (model, opt) in variants.items():
@@ -103,11 +114,14 @@ def main() -> None:
                 batch["motion"] = motion
             elif name.startswith("dsm"):
                 batch.update(clips=triple, flow=flow, shift=torch.full((b,), 4))
+            elif name == "cmd":  # one clip, its I-frame, 8 frames of vectors and 3 hard negatives
+                batch.update(clips=clips[:, :1], iframe=clips[:, 0, :1], motion=vectors,
+                             motion_negatives=vectors[:, None].expand(-1, 3, -1, -1, -1, -1))
             elapsed = step(model, opt, batch, device)
             if i:  # the first round warms up
                 times[name].append(elapsed)
     print(f"{args.backbone}-{args.depth if args.backbone.startswith('r') else ''} width {args.width}, batch {b} "
-          f"(moco, mcl: 2 views; dsm: 3) x {t} frames, {s} px -> {args.crop} px, {args.device}, {args.threads} threads, "
+          f"(moco, mcl: 2 views; dsm: 3; cmd: 1 + I-frame + 4 motion clips) x {t} frames, {s} px -> {args.crop} px, {args.device}, {args.threads} threads, "
           f"median of {args.steps} steps")
     base, best = statistics.median(times["moco"]), min(times["moco"])
     for name, values in times.items():
