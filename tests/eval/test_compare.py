@@ -119,6 +119,28 @@ def test_a_row_made_with_another_config_is_removed_whole(tmp_path):
     assert (row_dir / "backbone.safetensors").is_file()
 
 
+def test_a_row_stamped_before_a_setting_existed_is_kept(tmp_path):
+    # eval.protocol and eval.clip_pool were added after rows had been made: a stamp without them,
+    # where the config holds their defaults, is the same row; a non-default value or any other change is not.
+    import yaml
+
+    row = resolve_rows(["moco"])[0]
+    cfg = row_config(row, tmp_path, overrides=["data.root=/nowhere"])
+    stamp = yaml.safe_load(compare_module.to_yaml(cfg))
+    del stamp["eval"]["protocol"], stamp["eval"]["clip_pool"]
+    older = yaml.safe_dump(stamp)
+    assert compare_module.same_config(older, cfg)
+    row_dir = tmp_path / "moco"
+    row_dir.mkdir()
+    (row_dir / CONFIG_STAMP).write_text(older)
+    (row_dir / "backbone.safetensors").write_bytes(b"weights")
+    compare_module._claim_row_dir(row, cfg)
+    assert (row_dir / "backbone.safetensors").is_file()
+    for change in (["eval.protocol=clips"], ["eval.clip_pool=[1,1,1]"], ["trainer.max_steps=7"]):
+        assert not compare_module.same_config(older, row_config(row, tmp_path, overrides=["data.root=/nowhere", *change]))
+    assert not compare_module.same_config(None, cfg) and not compare_module.same_config("{: not yaml", cfg)
+
+
 def test_rows_are_checked_before_anything_runs(tmp_path):
     with pytest.raises(ValueError, match=r"no recipe for 'nope'.*moco") as err:
         compare(["moco", "nope"], tmp_path / "out", overrides=["data.root=/nowhere"])

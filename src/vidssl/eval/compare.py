@@ -39,8 +39,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 
-from vidssl.config import ConfigError, load_config, to_yaml
+from vidssl.config import ConfigError, PretrainConfig, load_config, to_yaml
 from vidssl.io import write_bytes_atomic, write_json_atomic, write_text_atomic
 
 __all__ = ["compare", "resolve_rows", "row_config", "evaluation_lists", "budget_line", "machine", "Row", "CALIBRATION", "UNTRAINED", "ROW_FILE",
@@ -232,10 +233,42 @@ def _claim_row_dir(row: Row, cfg) -> None:
             previous = json.loads(legacy.read_text()).get("config")
         except (json.JSONDecodeError, AttributeError):
             previous = None
-    if previous is not None and previous != text:
+    if previous is not None and not same_config(previous, cfg):
         log.warning("%s: config changed since this row was made; removing %s and making it again", row.name, row_dir)
         shutil.rmtree(row_dir)
     write_text_atomic(stamp, text)
+
+
+def same_config(previous: str | None, cfg) -> bool:
+    """Whether a row stamped with config text ``previous`` was made with ``cfg``.
+
+    Settings a later vidssl added hold their schema default in ``cfg`` and are absent from an older
+    stamp; a new setting's default keeps the old behaviour, so such a row is the same row and is
+    kept (else every upgrade would retrain every row). Any other difference is a change."""
+    if previous is None:
+        return False
+    text = to_yaml(cfg)
+    if previous == text:
+        return True
+    try:
+        old = OmegaConf.to_container(OmegaConf.create(previous), resolve=True)
+    except Exception:  # an unreadable stamp: not the same
+        return False
+    new = OmegaConf.to_container(OmegaConf.create(text), resolve=True)
+    defaults = OmegaConf.to_container(OmegaConf.structured(PretrainConfig), resolve=True)
+
+    def fill(old_part, new_part, default_part) -> None:  # copy into old the added keys at their defaults
+        if not isinstance(old_part, dict) or not isinstance(new_part, dict):
+            return
+        for key, value in new_part.items():
+            if key not in old_part:
+                if isinstance(default_part, dict) and key in default_part and default_part[key] == value:
+                    old_part[key] = value
+            else:
+                fill(old_part[key], value, default_part.get(key) if isinstance(default_part, dict) else None)
+
+    fill(old, new, defaults)
+    return old == new
 
 
 def _finished(cfg, request: dict | None, columns: list[str]) -> dict | None:
@@ -247,7 +280,7 @@ def _finished(cfg, request: dict | None, columns: list[str]) -> dict | None:
         saved = json.loads(path.read_text())
     except json.JSONDecodeError:
         return None
-    if saved.get("config") != to_yaml(cfg) or saved.get("saliency") != request \
+    if not same_config(saved.get("config"), cfg) or saved.get("saliency") != request \
             or list(saved.get("metrics", {})) != columns:
         return None
     return saved
