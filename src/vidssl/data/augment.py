@@ -311,13 +311,12 @@ def eval_transform(clips: torch.Tensor, crop_size: int, mean: tuple[float, float
         raise ValueError(f"crop_size must be a positive integer, got {crop_size!r}")
     mean_t, std_t = _channel_stats(mean, std)
     x = clips.permute(0, 1, 4, 2, 3).reshape(n * t, 3, h, w).float().div_(255.0)
-    if h >= crop_size and w >= crop_size:
-        top, left = (h - crop_size) // 2, (w - crop_size) // 2
+    geometry = GeometryParams.centre_crop(n * t, (h, w), crop_size)  # host-side boxes
+    if h >= crop_size and w >= crop_size:  # an exact crop: slice, no resampling
+        left, top = (int(v) for v in geometry.boxes[0, :2])
         x = x[:, :, top:top + crop_size, left:left + crop_size]
     else:
-        side = min(h, w)
-        box = torch.tensor([[(w - side) / 2, (h - side) / 2, side, side]]).expand(n * t, 4)  # host-side
-        x = crop_resize_flip(x, box, torch.zeros(n * t, dtype=torch.bool), (crop_size, crop_size))
+        x = crop_resize_flip(x, geometry.boxes, geometry.flip, (crop_size, crop_size))
     mean_v = host_constant(mean_t, x.device).view(1, 3, 1, 1)
     x = (x - mean_v) / host_constant(std_t, x.device).view(1, 3, 1, 1)
     return x.reshape(n, t, 3, crop_size, crop_size).permute(0, 2, 1, 3, 4).contiguous()

@@ -152,8 +152,9 @@ class GeometryParams:
 
     @classmethod
     def centre_crop(cls, n: int, input_size: tuple[int, int], crop_size: int) -> "GeometryParams":
-        """``eval_transform``'s geometry: the central ``crop_size`` square, or the central square of
-        the shorter side resized up to ``crop_size`` when the frame is smaller; no flip."""
+        """The evaluation crop (``eval_transform`` and cmd's M-network input use it): the central
+        ``crop_size`` square, or the central square of the shorter side resized up to ``crop_size``
+        when the frame is smaller; no flip."""
         h, w = input_size
         if h >= crop_size and w >= crop_size:
             box = [(w - crop_size) // 2, (h - crop_size) // 2, crop_size, crop_size]

@@ -82,10 +82,13 @@ def clip_features(
     rows: list[np.ndarray] = []
     owners: list[int] = []
     pending: list[torch.Tensor] = []
+    waiting = 0  # clips in pending
 
     def flush() -> None:
+        nonlocal waiting
         clips = torch.cat(pending).to(device, non_blocking=True)  # [N, T, H, W, 3]
         pending.clear()
+        waiting = 0
         maps = backbone.forward_features(eval_transform(clips, crop_size), stages=(stage,))[stage]
         rows.append(pool_clip_map(maps.float(), pool).cpu().numpy())
 
@@ -96,7 +99,8 @@ def clip_features(
         for clips, (index,) in batches:  # one video: [1, V, T, H, W, 3]
             pending.append(clips[0])
             owners += [index] * len(clips[0])
-            if sum(len(c) for c in pending) >= batch_size:
+            waiting += len(clips[0])
+            if waiting >= batch_size:
                 flush()
         if pending:
             flush()

@@ -67,8 +67,9 @@ def evaluate_backbone(backbone: nn.Module, train_catalog, test_catalogs: Mapping
     ``eval_cfg.protocol`` "video" scores one feature per video (R@k and the linear probe);
     "clips" is DSM's clip-level retrieval (:mod:`vidssl.eval.clip_retrieval`, R@k per query clip).
     ``clip_input`` (:class:`vidssl.eval.features.ClipInput`) feeds a network that does not take RGB
-    clips (video protocol only). Unreadable videos are left out of each list (one warning per list names them) unless they are
-    more than ``max_bad_fraction`` of it (``data.max_bad_fraction``, as in pretraining)."""
+    clips (video protocol only). Unreadable videos are left out of each list (one warning per list
+    names them) unless they are more than ``max_bad_fraction`` of it (``data.max_bad_fraction``, as
+    in pretraining)."""
     if getattr(eval_cfg, "protocol", "video") == "clips":
         if clip_input is not None:
             raise ValueError(f"eval.protocol=clips scores RGB networks only; this network takes {clip_input.stream} "
